@@ -1,0 +1,9 @@
+// CPU selective scan instantiated for c10::BFloat16 inputs (one file per dtype so they compile in parallel).
+#include "selective_scan_cpu_isa.h"
+
+namespace mvscan {
+namespace cpu {
+template void selective_scan_fwd_cpu<c10::BFloat16>(const SelectiveScanParams&);
+template void selective_scan_bwd_cpu<c10::BFloat16>(const SelectiveScanBwdParams&);
+}  // namespace cpu
+}  // namespace mvscan

@@ -1,0 +1,118 @@
+// mvscan::selective_scan_fwd / _bwd on CPU: checks, output allocation, dtype dispatch, and the
+// final (deterministic) reductions of the backward's partial sums.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "../selective_scan_params.h"
+#include "selective_scan_cpu.h"
+
+namespace mvscan {
+namespace cpu {
+namespace {
+
+template <typename Fn>
+void dispatch_input_type(at::ScalarType t, Fn&& fn) {
+  switch (t) {
+    case at::kFloat: fn(float{}); break;
+    case at::kDouble: fn(double{}); break;
+    case at::kHalf: fn(c10::Half{}); break;
+    case at::kBFloat16: fn(c10::BFloat16{}); break;
+    default: TORCH_CHECK_TYPE(false, "mvscan.selective_scan: unsupported dtype ", t);
+  }
+}
+
+void check_cpu(const at::Tensor& u) {
+  TORCH_CHECK_VALUE(u.device().is_cpu(), "mvscan.selective_scan: CPU kernel called with u on ",
+                    u.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+    const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+    const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
+  check_cpu(u);
+  SelectiveScanParams p =
+      make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  at::Tensor out = at::empty({p.batch, p.dim, p.seqlen}, u.options());
+  at::Tensor states = at::empty({p.batch, p.dim, p.n_chunks, p.dstate},
+                                u.options().dtype(acc_dtype(u.scalar_type())));
+  p.out = out.data_ptr();
+  p.states = states.data_ptr();
+  dispatch_input_type(u.scalar_type(), [&](auto tag) {
+    selective_scan_fwd_cpu<decltype(tag)>(p);
+  });
+  return {out, states};
+}
+
+// The gradient of a variable B/C from its (splits, batch, groups, L, N) partials, in B's shape
+// and u's dtype.
+at::Tensor finish_variable_grad(const at::Tensor& part, const at::Tensor& like) {
+  at::Tensor g = part.sum(0).transpose(2, 3).to(like.scalar_type()).contiguous();
+  return g.view(like.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+           at::Tensor>
+selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dstates,
+                   const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                   const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
+                   const std::optional<at::Tensor>& z,
+                   const std::optional<at::Tensor>& delta_bias, const at::Tensor& states,
+                   bool delta_softplus) {
+  check_cpu(u);
+  SelectiveScanBwdParams bp;
+  bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  SelectiveScanParams& p = bp.fwd;
+  const at::Tensor dstates_c = check_selective_scan_bwd_args(p, u, dout, dstates, states);
+  const auto acc = u.options().dtype(acc_dtype(u.scalar_type()));
+  const BlockGeometry geo = block_geometry(p);
+  bp.n_splits = bwd_splits(p, geo);
+
+  at::Tensor du = at::empty({p.batch, p.dim, p.seqlen}, u.options());
+  at::Tensor ddelta = at::empty_like(du);
+  at::Tensor dz = z.has_value() ? at::empty_like(du) : at::empty({0}, u.options());
+  at::Tensor dA_part = at::empty({p.batch, p.dim, p.dstate}, acc);
+  at::Tensor dD_part = at::empty({p.batch, p.dim}, acc);
+  at::Tensor dbias_part = at::empty({p.batch, p.dim}, acc);
+  auto bc_part = [&](bool variable, int64_t groups) {
+    return variable ? at::zeros({bp.n_splits, p.batch, groups, p.seqlen, p.dstate}, acc)
+                    : at::empty({p.batch, p.dim, p.dstate}, acc);
+  };
+  at::Tensor dB_part = bc_part(p.B_is_variable, p.B_groups);
+  at::Tensor dC_part = bc_part(p.C_is_variable, p.C_groups);
+
+  p.states = const_cast<void*>(states.data_ptr());
+  bp.dout = dout.data_ptr();
+  bp.dout_strides = SeqStrides{dout.stride(0), dout.stride(1), dout.stride(2)};
+  bp.dstates = dstates_c.defined() ? dstates_c.data_ptr() : nullptr;
+  bp.du = du.data_ptr();
+  bp.ddelta = ddelta.data_ptr();
+  bp.dz = z.has_value() ? dz.data_ptr() : nullptr;
+  bp.dA_part = dA_part.data_ptr();
+  bp.dD_part = dD_part.data_ptr();
+  bp.ddelta_bias_part = dbias_part.data_ptr();
+  bp.dB_part = dB_part.data_ptr();
+  bp.dC_part = dC_part.data_ptr();
+  dispatch_input_type(u.scalar_type(), [&](auto tag) {
+    selective_scan_bwd_cpu<decltype(tag)>(bp);
+  });
+
+  at::Tensor dA = dA_part.sum(0);
+  at::Tensor dB = p.B_is_variable ? finish_variable_grad(dB_part, B) : dB_part.sum(0);
+  at::Tensor dC = p.C_is_variable ? finish_variable_grad(dC_part, C) : dC_part.sum(0);
+  at::Tensor dD = D.has_value() ? dD_part.sum(0) : at::empty({0}, acc);
+  at::Tensor ddelta_bias = delta_bias.has_value() ? dbias_part.sum(0) : at::empty({0}, acc);
+  return {du, ddelta, dA, dB, dC, dD, dz, ddelta_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mvscan, CPU, m) {
+  m.impl("selective_scan_fwd", &selective_scan_fwd);
+  m.impl("selective_scan_bwd", &selective_scan_bwd);
+}
+
+}  // namespace cpu
+}  // namespace mvscan

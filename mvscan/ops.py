@@ -1,0 +1,182 @@
+"""The mvscan operators seen from Python: loading the compiled kernels, their fake (meta)
+implementations for torch.compile, their autograd, and the public ``selective_scan``."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from .reference import selective_scan_ref
+
+# Must equal kStateChunkLen in csrc/selective_scan.h: the forward saves the state at the end of
+# every chunk of this many steps (checked by the opcheck tests, which compare fake and real).
+STATE_CHUNK_LEN = 64
+
+try:
+    from . import _C  # noqa: F401  (loading the library registers torch.ops.mvscan.*)
+
+    _EXTENSION_ERROR: Exception | None = None
+except ImportError as exc:  # a source checkout that was never built, or a broken build
+    _EXTENSION_ERROR = exc
+
+
+def _compiled_devices() -> frozenset[str]:
+    if _EXTENSION_ERROR is not None:
+        return frozenset()
+    devices = {"cpu", "meta"}
+    if torch._C._dispatch_has_kernel_for_dispatch_key("mvscan::selective_scan_fwd", "CUDA"):
+        devices.add("cuda")
+    return frozenset(devices)
+
+
+KERNEL_DEVICES: frozenset[str] = _compiled_devices()
+_warned_fallback: set[str] = set()
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def n_state_chunks(seqlen: int) -> int:
+    return (seqlen + STATE_CHUNK_LEN - 1) // STATE_CHUNK_LEN
+
+
+if _EXTENSION_ERROR is None:
+
+    @torch.library.register_fake("mvscan::selective_scan_fwd")
+    def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        batch, dim, seqlen = u.shape
+        out = u.new_empty((batch, dim, seqlen))
+        states = u.new_empty(
+            (batch, dim, n_state_chunks(seqlen), A.shape[1]), dtype=_acc_dtype(u.dtype)
+        )
+        return out, states
+
+    @torch.library.register_fake("mvscan::selective_scan_bwd")
+    def _selective_scan_bwd_fake(
+        dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus
+    ):
+        acc = _acc_dtype(u.dtype)
+
+        def grad_bc(BC):
+            return BC.new_empty(BC.shape, dtype=u.dtype if BC.dim() > 2 else acc)
+
+        def grad_optional(t, dtype):
+            return u.new_empty(t.shape if t is not None else (0,), dtype=dtype)
+
+        return (
+            torch.empty_like(u, memory_format=torch.contiguous_format),
+            torch.empty_like(u, memory_format=torch.contiguous_format),
+            A.new_empty(A.shape, dtype=acc),
+            grad_bc(B),
+            grad_bc(C),
+            grad_optional(D, acc),
+            grad_optional(z, u.dtype),
+            grad_optional(delta_bias, acc),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus = inputs
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[1])
+        ctx.delta_softplus = delta_softplus
+
+    def _backward(ctx, dout, dstates):
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        if dout is None:
+            dout = torch.zeros_like(u)
+        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = torch.ops.mvscan.selective_scan_bwd(
+            dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.delta_softplus
+        )
+        return (
+            du,
+            ddelta,
+            dA,
+            dB,
+            dC,
+            dD if D is not None else None,
+            dz if z is not None else None,
+            ddelta_bias if delta_bias is not None else None,
+            None,
+        )
+
+    torch.library.register_autograd(
+        "mvscan::selective_scan_fwd", _backward, setup_context=_setup_context
+    )
+
+
+def _check_same_device(u: Tensor, **others: Tensor | None) -> None:
+    for name, t in others.items():
+        if t is not None and t.device != u.device:
+            raise ValueError(
+                f"mvscan.selective_scan: {name} is on {t.device} but u is on {u.device}; "
+                "all tensors must be on one device"
+            )
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The selective scan of Mamba: the same arguments and results as mamba_ssm's
+    ``selective_scan_fn``, on CPU (hand-written C++) and wherever a compiled kernel exists.
+
+    Args:
+        u: (batch, dim, L), float32 / float16 / bfloat16 (float64 too): the input sequence.
+        delta: (batch, dim, L), u's dtype: step sizes before delta_bias and softplus.
+        A: (dim, N), float32 (float64 for float64 u), real; N from 1 to 256.
+        B, C: each (dim, N) constant in A's dtype, or (batch, N, L) variable, or
+            (batch, G, N, L) grouped with G dividing dim, in u's dtype.
+        D: (dim,) float32 skip connection, or None.
+        z: (batch, dim, L) gate in u's dtype, or None: out = y * silu(z).
+        delta_bias: (dim,) float32 added to delta, or None.
+        delta_softplus: apply softplus to delta + delta_bias.
+        return_last_state: also return the final state h_L, (batch, dim, N) float32
+            (float64 for float64 u); gradients flow through it too.
+
+    Returns:
+        out (batch, dim, L) in u's dtype, or (out, last_state).
+
+    Differentiable w.r.t. every tensor argument. State and accumulation are float32 (float64 for
+    float64 inputs). Devices without a compiled kernel run ``selective_scan_ref`` (with a
+    warning), which computes the same function step by step.
+    """
+    if not isinstance(u, Tensor):
+        raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")
+    _check_same_device(u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    if u.device.type not in KERNEL_DEVICES:
+        _warn_fallback(u.device.type)
+        return selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    out, states = torch.ops.mvscan.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus
+    )
+    if return_last_state:
+        return out, states[:, :, -1]
+    return out
+
+
+def _warn_fallback(device_type: str) -> None:
+    if device_type in _warned_fallback:
+        return
+    _warned_fallback.add(device_type)
+    why = (
+        f"the compiled extension failed to load ({_EXTENSION_ERROR})"
+        if _EXTENSION_ERROR is not None
+        else f"no compiled kernel for {device_type!r} tensors"
+    )
+    warnings.warn(
+        f"mvscan.selective_scan: {why}; running the pure-PyTorch reference (slow).",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -1,0 +1,80 @@
+"""A pure-PyTorch selective scan: the fallback where no compiled kernel exists, and the baseline
+that benchmarks compare against. It walks the sequence step by step, like mamba_ssm's
+``selective_scan_ref``, and runs on any device autograd supports."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Steps whose exp(delta * A) and delta * u * B are precomputed at once: bounds the memory to
+# batch * dim * _STEP_BLOCK * N values, whatever L is.
+_STEP_BLOCK = 256
+
+
+def _per_channel(BC: Tensor, dim: int) -> Tensor:
+    """B or C as (batch, dim, N, L) for variable/grouped, or (dim, N) for constant."""
+    if BC.dim() == 3:  # (batch, N, L)
+        return BC.unsqueeze(1)
+    if BC.dim() == 4:  # (batch, G, N, L): channel d uses group d // (dim / G)
+        return BC.repeat_interleave(dim // BC.shape[1], dim=1)
+    return BC
+
+
+def _steps(BC: Tensor, t0: int, t1: int) -> Tensor:
+    """Steps t0..t1 of B or C as (batch or 1, dim or 1, T, N)."""
+    if BC.dim() == 2:
+        return BC[None, :, None, :]
+    return BC[..., t0:t1].transpose(-1, -2)
+
+
+def selective_scan_ref(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The selective scan of ``mvscan.selective_scan``, in plain PyTorch ops (same arguments).
+
+    u, delta, z: (batch, dim, L); A: (dim, N); B, C: (dim, N), (batch, N, L) or
+    (batch, G, N, L); D, delta_bias: (dim,). Computes in float32 (float64 for float64 inputs)
+    and returns out in u's dtype, plus the last state (batch, dim, N) if asked.
+    """
+    in_dtype = u.dtype
+    acc = torch.float64 if in_dtype == torch.float64 else torch.float32
+    batch, dim, L = u.shape
+    u = u.to(acc)
+    delta = delta.to(acc)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(acc)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)  # log1p(exp(x)), and x for x > 20
+    A = A.to(acc)
+    B = _per_channel(B.to(acc), dim)
+    C = _per_channel(C.to(acc), dim)
+
+    h = u.new_zeros((batch, dim, A.shape[1]))
+    ys = []
+    for t0 in range(0, L, _STEP_BLOCK):
+        t1 = min(L, t0 + _STEP_BLOCK)
+        dt = delta[:, :, t0:t1, None]  # (batch, dim, T, 1)
+        decay = torch.exp(dt * A[:, None, :])
+        inject = dt * u[:, :, t0:t1, None] * _steps(B, t0, t1)
+        Ct = _steps(C, t0, t1)
+        for i in range(t1 - t0):
+            h = decay[:, :, i] * h + inject[:, :, i]
+            ys.append((h * Ct[:, :, min(i, Ct.shape[2] - 1)]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + D.to(acc)[:, None] * u
+    if z is not None:
+        y = y * F.silu(z.to(acc))
+    out = y.to(in_dtype)
+    return (out, h) if return_last_state else out
