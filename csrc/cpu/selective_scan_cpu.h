@@ -1,7 +1,7 @@
 // CPU selective scan: block geometry, workspace sizes and the per-dtype entry points.
 //
-// The kernel vectorises across channels, not states: a block is kLanes channels of one batch
-// element, every per-channel quantity is a vector of kLanes values, and B_t / C_t (shared by the
+// The kernel vectorises across channels, not states: a block is `lanes` channels of one batch
+// element (8 for the baseline and AVX2 builds, 16 for AVX-512), every per-channel quantity is a vector of kLanes values, and B_t / C_t (shared by the
 // channels of a group) are broadcast. The recurrence over t stays sequential per lane, the
 // dstate recurrences are independent, and y_t = sum_n C_t[n] h_t[n] needs no horizontal sums.
 #pragma once
@@ -13,7 +13,10 @@
 namespace mvscan {
 namespace cpu {
 
-constexpr int kLanes = 8;
+// The instruction sets the kernels are built for; the best one the CPU supports runs.
+enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+inline int lanes_of(CpuIsa isa) { return isa == CpuIsa::kAvx512 ? 16 : 8; }
 
 // State and accumulation type: float for every input type but double.
 template <typename input_t>
@@ -24,11 +27,16 @@ template <>
 struct AccType<double> {
   using type = double;
 };
-// Variable B/C gradients are summed over channels; the backward splits the channel blocks into
-// at most this many fixed ranges, each with its own partial buffer (see SelectiveScanBwdParams).
-constexpr int64_t kMaxBwdSplits = 16;
+// The backward runs batch * n_splits work units; a unit walks a fixed range of channel blocks.
+// Variable B/C gradients are summed over channels: each unit sums its blocks into its own partial
+// buffer (see SelectiveScanBwdParams), so fewer, larger units mean fewer partials to add up. Aim
+// for kUnitsPerThread units per thread, and at most kMaxBlocksPerUnit blocks in one unit (each
+// keeps 4 * N * lanes values of state in the workspace).
+constexpr int64_t kUnitsPerThread = 4;
+constexpr int64_t kMaxBlocksPerUnit = 64;
 
 struct BlockGeometry {
+  int lanes = 8;
   int64_t seg_len = 0;         // a block never crosses a segment: one B group, one C group
   int64_t blocks_per_seg = 0;
   int64_t n_blocks = 0;        // blocks per batch element
@@ -43,14 +51,15 @@ inline int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-inline BlockGeometry block_geometry(const SelectiveScanParams& p) {
+inline BlockGeometry block_geometry(const SelectiveScanParams& p, int lanes) {
   BlockGeometry g;
+  g.lanes = lanes;
   if (p.dim == 0) return g;
   int64_t seg = p.dim;
   if (p.B_is_variable) seg = gcd64(seg, p.dim / p.B_groups);
   if (p.C_is_variable) seg = gcd64(seg, p.dim / p.C_groups);
   g.seg_len = seg;
-  g.blocks_per_seg = (seg + kLanes - 1) / kLanes;
+  g.blocks_per_seg = (seg + lanes - 1) / lanes;
   g.n_blocks = (p.dim / seg) * g.blocks_per_seg;
   return g;
 }
@@ -58,32 +67,47 @@ inline BlockGeometry block_geometry(const SelectiveScanParams& p) {
 // First channel and number of live lanes of block k.
 inline void block_channels(const BlockGeometry& g, int64_t k, int64_t* d0, int* lanes) {
   const int64_t seg = k / g.blocks_per_seg;
-  const int64_t off = (k % g.blocks_per_seg) * kLanes;
+  const int64_t off = (k % g.blocks_per_seg) * g.lanes;
   *d0 = seg * g.seg_len + off;
   const int64_t left = g.seg_len - off;
-  *lanes = static_cast<int>(left < kLanes ? left : kLanes);
+  *lanes = static_cast<int>(left < g.lanes ? left : g.lanes);
 }
 
-inline int64_t bwd_splits(const SelectiveScanParams& p, const BlockGeometry& g) {
+inline int64_t bwd_splits(const SelectiveScanParams& p, const BlockGeometry& g, int threads) {
+  if (g.n_blocks == 0) return 1;
   if (!p.B_is_variable && !p.C_is_variable) return g.n_blocks;
-  return g.n_blocks < kMaxBwdSplits ? g.n_blocks : kMaxBwdSplits;
+  const int64_t batch = p.batch > 0 ? p.batch : 1;
+  int64_t splits = (kUnitsPerThread * threads + batch - 1) / batch;
+  const int64_t min_splits = (g.n_blocks + kMaxBlocksPerUnit - 1) / kMaxBlocksPerUnit;
+  if (splits < min_splits) splits = min_splits;
+  return splits < g.n_blocks ? splits : g.n_blocks;
+}
+
+inline int64_t max_blocks_per_split(const BlockGeometry& g, int64_t splits) {
+  return (g.n_blocks + splits - 1) / splits;
 }
 
 // Workspace, in elements of the accumulation type, that one thread needs for one block.
-inline int64_t fwd_workspace_elems(int64_t dstate) {
-  const int64_t NW = dstate * kLanes, TW = kStateChunkLen * kLanes, TN = kStateChunkLen * dstate;
-  return 6 * NW + 2 * kLanes + 4 * TW + 2 * TN;
+inline int64_t fwd_workspace_elems(int64_t dstate, int lanes) {
+  const int64_t NW = dstate * lanes, TW = kStateChunkLen * lanes, TN = kStateChunkLen * dstate;
+  return 6 * NW + 2 * lanes + 4 * TW + 2 * TN;
 }
-inline int64_t bwd_workspace_elems(int64_t dstate) {
-  const int64_t NW = dstate * kLanes, TW = kStateChunkLen * kLanes, TN = kStateChunkLen * dstate;
-  return 11 * NW + 4 * kLanes + 9 * TW + 2 * TN + 2 * kStateChunkLen * NW;
+inline int64_t bwd_workspace_elems(int64_t dstate, int lanes, int64_t blocks_per_split) {
+  const int64_t NW = dstate * lanes, TW = kStateChunkLen * lanes, TN = kStateChunkLen * dstate;
+  const int64_t consts = 3 * NW + 2 * lanes, per_block = 4 * NW + 2 * lanes;
+  return 4 * NW + 9 * TW + 2 * TN + 4 * kStateChunkLen * NW + blocks_per_split * per_block + consts;
 }
 
 // Explicitly instantiated per input type in selective_scan_cpu_{fp32,fp64,fp16,bf16}.cpp.
+// The instruction set the kernels run with: the best this CPU supports, unless set_cpu_isa
+// chose another (tests run every build this way).
+CpuIsa active_cpu_isa();
+bool cpu_supports(CpuIsa isa);
+
 template <typename input_t>
-void selective_scan_fwd_cpu(const SelectiveScanParams& params);
+void selective_scan_fwd_cpu(const SelectiveScanParams& params, CpuIsa isa);
 template <typename input_t>
-void selective_scan_bwd_cpu(const SelectiveScanBwdParams& params);
+void selective_scan_bwd_cpu(const SelectiveScanBwdParams& params, CpuIsa isa);
 
 }  // namespace cpu
 }  // namespace mvscan

@@ -3,7 +3,7 @@
 
 namespace mvscan {
 namespace cpu {
-template void selective_scan_fwd_cpu<c10::BFloat16>(const SelectiveScanParams&);
-template void selective_scan_bwd_cpu<c10::BFloat16>(const SelectiveScanBwdParams&);
+template void selective_scan_fwd_cpu<c10::BFloat16>(const SelectiveScanParams&, CpuIsa);
+template void selective_scan_bwd_cpu<c10::BFloat16>(const SelectiveScanBwdParams&, CpuIsa);
 }  // namespace cpu
 }  // namespace mvscan

@@ -3,7 +3,7 @@
 
 namespace mvscan {
 namespace cpu {
-template void selective_scan_fwd_cpu<float>(const SelectiveScanParams&);
-template void selective_scan_bwd_cpu<float>(const SelectiveScanBwdParams&);
+template void selective_scan_fwd_cpu<float>(const SelectiveScanParams&, CpuIsa);
+template void selective_scan_bwd_cpu<float>(const SelectiveScanBwdParams&, CpuIsa);
 }  // namespace cpu
 }  // namespace mvscan

@@ -3,7 +3,7 @@
 
 namespace mvscan {
 namespace cpu {
-template void selective_scan_fwd_cpu<double>(const SelectiveScanParams&);
-template void selective_scan_bwd_cpu<double>(const SelectiveScanBwdParams&);
+template void selective_scan_fwd_cpu<double>(const SelectiveScanParams&, CpuIsa);
+template void selective_scan_bwd_cpu<double>(const SelectiveScanBwdParams&, CpuIsa);
 }  // namespace cpu
 }  // namespace mvscan

@@ -12,6 +12,8 @@ namespace mvscan {
 namespace cpu {
 namespace MVSCAN_ISA {
 
+constexpr int kLanes = MVSCAN_ISA_LANES;
+
 #define MVSCAN_LANES _Pragma("omp simd") for (int l = 0; l < kLanes; ++l)
 
 template <typename acc_t>
@@ -104,10 +106,11 @@ inline void step_sizes(bool softplus, const acc_t* bias, int64_t T, acc_t* raw, 
   for (int64_t t = 0; t < T; ++t) {
     acc_t* r = raw + t * kLanes;
     acc_t* d = dt + t * kLanes;
-    MVSCAN_LANES {
-      const acc_t x = r[l] + bias[l];
-      r[l] = x;
-      d[l] = softplus ? softplus_acc(x) : x;
+    MVSCAN_LANES r[l] += bias[l];
+    if (softplus) {
+      MVSCAN_LANES d[l] = softplus_acc(r[l]);
+    } else {
+      MVSCAN_LANES d[l] = r[l];
     }
   }
 }
@@ -164,6 +167,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   using acc_t = typename AccType<input_t>::type;
   const int64_t N = p.dstate, NW = N * kLanes, TC = kStateChunkLen;
   const BlockRef r = block_ref(p, geo, b, k);
+  const bool has_z = p.z != nullptr;
   Bump<acc_t> ws{workspace};
   const BlockConsts<acc_t> kc = load_block_consts(p, r, ws);
   acc_t* h = ws.take(NW);
@@ -177,6 +181,9 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   acc_t* C_c = ws.take(TC * N);
   acc_t* y_c = u_c;  // y_t overwrites u_t once step t is done
   zero(h, NW);
+  // Plain locals, not struct fields, so the vectoriser sees them as loop invariants.
+  const acc_t* Av = kc.A;
+  const acc_t* Dv = kc.D;
 
   acc_t* states = static_cast<acc_t*>(p.states);
   for (int64_t c = 0; c < p.n_chunks; ++c) {
@@ -197,7 +204,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
       acc_t du[kLanes], y0[kLanes], y1[kLanes];
       MVSCAN_LANES {
         du[l] = dt[l] * ut[l];
-        y0[l] = kc.D[l] * ut[l];
+        y0[l] = Dv[l] * ut[l];
         y1[l] = acc_t(0);
       }
       // Two partial sums of y halve the length of its dependency chain.
@@ -205,8 +212,8 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
       for (; n + 1 < N; n += 2) {
         const int64_t i0 = n * kLanes, i1 = i0 + kLanes;
         MVSCAN_LANES {
-          const acc_t h0 = exp_acc(dt[l] * kc.A[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
-          const acc_t h1 = exp_acc(dt[l] * kc.A[i1 + l]) * h[i1 + l] + du[l] * Bt[i1 + l];
+          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
+          const acc_t h1 = exp_acc(dt[l] * Av[i1 + l]) * h[i1 + l] + du[l] * Bt[i1 + l];
           h[i0 + l] = h0;
           h[i1 + l] = h1;
           y0[l] += Ct[i0 + l] * h0;
@@ -216,14 +223,14 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
       if (n < N) {
         const int64_t i0 = n * kLanes;
         MVSCAN_LANES {
-          const acc_t h0 = exp_acc(dt[l] * kc.A[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
+          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
           h[i0 + l] = h0;
           y0[l] += Ct[i0 + l] * h0;
         }
       }
       const acc_t* zt = z_c + t * kLanes;
       acc_t* yt = y_c + t * kLanes;
-      if (p.z != nullptr) {
+      if (has_z) {
         MVSCAN_LANES yt[l] = (y0[l] + y1[l]) * zt[l] * sigmoid_acc(zt[l]);
       } else {
         MVSCAN_LANES yt[l] = y0[l] + y1[l];
@@ -237,9 +244,35 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   }
 }
 
-// Backward of the blocks of split s for batch element b: per block, the chunks in reverse; per
-// chunk, the forward recomputed from the saved state (keeping exp(dt A) and h for the chunk),
-// then the reverse scan over its steps.
+// Adds the lane sums of acc[t][n][lane] (t < T) to dst[(t0 + t) * N + n] and zeroes acc.
+template <typename acc_t>
+inline void flush_lane_sums(acc_t* acc, int64_t T, int64_t N, acc_t* dst) {
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t n = 0; n < N; ++n) {
+      acc_t* v = acc + (t * N + n) * kLanes;
+      // A pairwise tree: independent adds instead of one kLanes-long dependency chain.
+      acc_t tree[kLanes];
+      MVSCAN_LANES {
+        tree[l] = v[l];
+        v[l] = acc_t(0);
+      }
+      for (int w = kLanes / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) tree[l] += tree[l + w];
+      dst[t * N + n] += tree[0];
+    }
+  }
+}
+
+// What the backward keeps for each block of a unit from one chunk to the next.
+template <typename acc_t>
+struct BlockGrads {
+  acc_t *carry, *dA, *dB, *dC, *dD, *dbias;  // dB / dC: constant B / C only
+};
+
+// Backward of split s of batch element b: the chunks in reverse, and in each chunk every block of
+// the split: the forward recomputed from the saved state (keeping exp(dt A) and h for the
+// chunk), then the reverse scan over its steps. Walking blocks inside chunks lets the lane sums
+// of a variable B/C gradient be taken once per chunk and group rather than once per step.
 template <typename input_t>
 void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_t b, int64_t s,
                typename AccType<input_t>::type* workspace) {
@@ -248,47 +281,86 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
   const int64_t N = p.dstate, NW = N * kLanes, TC = kStateChunkLen, L = p.seqlen;
   const int64_t k_begin = s * geo.n_blocks / bp.n_splits;
   const int64_t k_end = (s + 1) * geo.n_blocks / bp.n_splits;
+  // Loop invariants as locals: read through p, the vectoriser must assume stores change them.
   const bool has_z = p.z != nullptr;
+  const bool softplus = p.delta_softplus;
   const acc_t* states = static_cast<const acc_t*>(p.states);
   const acc_t* dstates = static_cast<const acc_t*>(bp.dstates);
 
-  for (int64_t k = k_begin; k < k_end; ++k) {
-    const BlockRef r = block_ref(p, geo, b, k);
-    Bump<acc_t> ws{workspace};
-    const BlockConsts<acc_t> kc = load_block_consts(p, r, ws);
-    acc_t* h = ws.take(NW);
-    acc_t* h_start = ws.take(NW);
-    acc_t* carry = ws.take(NW);
-    acc_t* Bt_buf = ws.take(NW);
-    acc_t* Ct_buf = ws.take(NW);
-    acc_t* dA_acc = ws.take(NW);
-    acc_t* dB_acc = ws.take(NW);  // constant B: summed over t; variable: one step, then flushed
-    acc_t* dC_acc = ws.take(NW);
-    acc_t* dD_acc = ws.take(kLanes);
-    acc_t* dbias_acc = ws.take(kLanes);
-    acc_t* u_c = ws.take(TC * kLanes);
-    acc_t* raw_c = ws.take(TC * kLanes);
-    acc_t* dt_c = ws.take(TC * kLanes);
-    acc_t* z_c = ws.take(TC * kLanes);
-    acc_t* y_c = ws.take(TC * kLanes);
-    acc_t* g_c = ws.take(TC * kLanes);   // dout, then the gradient w.r.t. y
-    acc_t* du_c = ws.take(TC * kLanes);
-    acc_t* dd_c = ws.take(TC * kLanes);
-    acc_t* dz_c = ws.take(TC * kLanes);
-    acc_t* B_c = ws.take(TC * N);
-    acc_t* C_c = ws.take(TC * N);
-    acc_t* a_c = ws.take(TC * NW);  // exp(dt_t A) for the chunk, [t][n][lane]
-    acc_t* h_c = ws.take(TC * NW);  // h_t for the chunk, [t][n][lane]
-    zero(carry, NW);
-    zero(dA_acc, NW);
-    zero(dB_acc, NW);
-    zero(dC_acc, NW);
-    zero(dD_acc, kLanes);
-    zero(dbias_acc, kLanes);
+  Bump<acc_t> ws{workspace};
+  acc_t* h = ws.take(NW);
+  acc_t* h_start = ws.take(NW);
+  acc_t* Bt_buf = ws.take(NW);
+  acc_t* Ct_buf = ws.take(NW);
+  acc_t* u_c = ws.take(TC * kLanes);
+  acc_t* raw_c = ws.take(TC * kLanes);
+  acc_t* dt_c = ws.take(TC * kLanes);
+  acc_t* z_c = ws.take(TC * kLanes);
+  acc_t* y_c = ws.take(TC * kLanes);
+  acc_t* g_c = ws.take(TC * kLanes);  // dout, then the gradient w.r.t. y
+  acc_t* du_c = ws.take(TC * kLanes);
+  acc_t* dd_c = ws.take(TC * kLanes);
+  acc_t* dz_c = ws.take(TC * kLanes);
+  acc_t* B_c = ws.take(TC * N);
+  acc_t* C_c = ws.take(TC * N);
+  acc_t* a_c = ws.take(TC * NW);   // exp(dt_t A) for the chunk, [t][n][lane]
+  acc_t* h_c = ws.take(TC * NW);   // h_t for the chunk, [t][n][lane]
+  acc_t* dBv = ws.take(TC * NW);   // variable B: lane-wise gradient of the chunk's group
+  acc_t* dCv = ws.take(TC * NW);
+  zero(dBv, TC * NW);
+  zero(dCv, TC * NW);
+  const int64_t nb = k_end - k_begin;
+  acc_t* per_block = ws.take(nb * (4 * NW + 2 * kLanes));
+  zero(per_block, nb * (4 * NW + 2 * kLanes));
+  auto grads_of = [&](int64_t j) {
+    acc_t* base = per_block + j * (4 * NW + 2 * kLanes);
+    return BlockGrads<acc_t>{base, base + NW, base + 2 * NW, base + 3 * NW, base + 4 * NW,
+                             base + 4 * NW + kLanes};
+  };
+  const acc_t* consts_mark = ws.next;
 
-    for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
-      const int64_t t0 = c * TC;
-      const int64_t T = (L - t0) < TC ? (L - t0) : TC;
+  for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * TC;
+    const int64_t T = (L - t0) < TC ? (L - t0) : TC;
+    int64_t dBv_group = -1, dCv_group = -1;  // the group dBv / dCv hold, -1 when empty
+    auto flush_B = [&]() {
+      if (dBv_group < 0) return;
+      flush_lane_sums(dBv, T, N,
+                      static_cast<acc_t*>(bp.dB_part) +
+                          (((s * p.batch + b) * p.B_groups + dBv_group) * L + t0) * N);
+      dBv_group = -1;
+    };
+    auto flush_C = [&]() {
+      if (dCv_group < 0) return;
+      flush_lane_sums(dCv, T, N,
+                      static_cast<acc_t*>(bp.dC_part) +
+                          (((s * p.batch + b) * p.C_groups + dCv_group) * L + t0) * N);
+      dCv_group = -1;
+    };
+
+    for (int64_t k = k_begin; k < k_end; ++k) {
+      const BlockRef r = block_ref(p, geo, b, k);
+      const BlockGrads<acc_t> gr = grads_of(k - k_begin);
+      ws.next = const_cast<acc_t*>(consts_mark);
+      const BlockConsts<acc_t> kc = load_block_consts(p, r, ws);
+      if (p.B_is_variable && dBv_group != r.gB) {
+        flush_B();
+        dBv_group = r.gB;
+      }
+      if (p.C_is_variable && dCv_group != r.gC) {
+        flush_C();
+        dCv_group = r.gC;
+      }
+      acc_t* dB_acc = p.B_is_variable ? nullptr : gr.dB;
+      acc_t* dC_acc = p.C_is_variable ? nullptr : gr.dC;
+      // Plain locals, not struct fields, so the vectoriser sees them as loop invariants.
+      const acc_t* Av = kc.A;
+      const acc_t* Dv = kc.D;
+      acc_t* carry = gr.carry;
+      acc_t* dA_acc = gr.dA;
+      acc_t* dD_acc = gr.dD;
+      acc_t* dbias_acc = gr.dbias;
+
       load_tile<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u_c);
       load_tile<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw_c);
       load_tile<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z_c);
@@ -323,7 +395,7 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         for (int64_t n = 0; n < N; ++n) {
           const int64_t i = n * kLanes;
           MVSCAN_LANES {
-            const acc_t a = exp_acc(dt[l] * kc.A[i + l]);
+            const acc_t a = exp_acc(dt[l] * Av[i + l]);
             const acc_t hn = a * h[i + l] + du[l] * Bt[i + l];
             at[i + l] = a;
             ht[i + l] = hn;
@@ -333,7 +405,7 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         if (has_z) {
           const acc_t* Ct = bc_at(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
           acc_t y[kLanes];
-          MVSCAN_LANES y[l] = kc.D[l] * ut[l];
+          MVSCAN_LANES y[l] = Dv[l] * ut[l];
           for (int64_t n = 0; n < N; ++n) {
             const int64_t i = n * kLanes;
             MVSCAN_LANES y[l] += Ct[i + l] * ht[i + l];
@@ -351,6 +423,8 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         const acc_t* at = a_c + t * NW;
         const acc_t* ht = h_c + t * NW;
         const acc_t* hp = t > 0 ? h_c + (t - 1) * NW : h_start;
+        acc_t* dBt = dB_acc != nullptr ? dB_acc : dBv + t * NW;
+        acc_t* dCt = dC_acc != nullptr ? dC_acc : dCv + t * NW;
         acc_t* g = g_c + t * kLanes;
         if (has_z) {
           const acc_t* zt = z_c + t * kLanes;
@@ -373,63 +447,62 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
           const int64_t i = n * kLanes;
           MVSCAN_LANES {
             const acc_t lam = g[l] * Ct[i + l] + carry[i + l];
-            const acc_t q = at[i + l] * hp[i + l];  // exp(dt_t A) h_{t-1}
+            // lam * exp(dt_t A) h_{t-1} feeds both dA and ddelta (with the B u term below).
+            const acc_t r2 = lam * (at[i + l] * hp[i + l]);
             du_sum[l] += lam * Bt[i + l];
-            dd_sum[l] += lam * (kc.A[i + l] * q + Bt[i + l] * ut[l]);
-            dA_acc[i + l] += lam * dt[l] * q;
-            dB_acc[i + l] += lam * du[l];
-            dC_acc[i + l] += g[l] * ht[i + l];
+            dd_sum[l] += Av[i + l] * r2;
+            dA_acc[i + l] += dt[l] * r2;
+            dBt[i + l] += lam * du[l];
+            dCt[i + l] += g[l] * ht[i + l];
             carry[i + l] = at[i + l] * lam;
           }
         }
-        const acc_t* raw = raw_c + t * kLanes;
         MVSCAN_LANES {
-          du_c[t * kLanes + l] = dt[l] * du_sum[l] + g[l] * kc.D[l];
-          const acc_t dd = p.delta_softplus ? dd_sum[l] * sigmoid_acc(raw[l]) : dd_sum[l];
-          dd_c[t * kLanes + l] = dd;
-          dbias_acc[l] += dd;
+          du_c[t * kLanes + l] = du_sum[l];
+          dd_c[t * kLanes + l] = dd_sum[l];
         }
-        if (p.B_is_variable) {
-          acc_t* dst = static_cast<acc_t*>(bp.dB_part) +
-                       (((s * p.batch + b) * p.B_groups + r.gB) * L + t0 + t) * N;
-          for (int64_t n = 0; n < N; ++n) {
-            acc_t sum = acc_t(0);
-            for (int l = 0; l < kLanes; ++l) sum += dB_acc[n * kLanes + l];
-            dst[n] += sum;
-          }
-          zero(dB_acc, NW);
+      }
+      // Per-step epilogue, chunk-wide so it vectorises: du_c and dd_c hold sum_n lam B and
+      // sum_n A lam q. sum_n lam (A q + B u) = sum_n A lam q + u sum_n lam B.
+      // (No branches inside lane loops: once unrolled, the vectoriser cannot if-convert them.)
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t o = t * kLanes;
+        MVSCAN_LANES {
+          const acc_t lam_b = du_c[o + l];
+          dd_c[o + l] += u_c[o + l] * lam_b;
+          du_c[o + l] = dt_c[o + l] * lam_b + g_c[o + l] * Dv[l];
         }
-        if (p.C_is_variable) {
-          acc_t* dst = static_cast<acc_t*>(bp.dC_part) +
-                       (((s * p.batch + b) * p.C_groups + r.gC) * L + t0 + t) * N;
-          for (int64_t n = 0; n < N; ++n) {
-            acc_t sum = acc_t(0);
-            for (int l = 0; l < kLanes; ++l) sum += dC_acc[n * kLanes + l];
-            dst[n] += sum;
-          }
-          zero(dC_acc, NW);
+        if (softplus) {
+          MVSCAN_LANES dd_c[o + l] *= sigmoid_acc(raw_c[o + l]);
         }
+        MVSCAN_LANES dbias_acc[l] += dd_c[o + l];
       }
       store_tile<input_t>(bp.du, p.dim, L, b, r.d0, r.lanes, t0, T, du_c);
       store_tile<input_t>(bp.ddelta, p.dim, L, b, r.d0, r.lanes, t0, T, dd_c);
       if (has_z) store_tile<input_t>(bp.dz, p.dim, L, b, r.d0, r.lanes, t0, T, dz_c);
     }
+    flush_B();
+    flush_C();
+  }
 
-    // Per-(batch, channel) partials; the caller sums them over batch.
+  // Per-(batch, channel) partials; the caller sums them over batch.
+  for (int64_t k = k_begin; k < k_end; ++k) {
+    const BlockRef r = block_ref(p, geo, b, k);
+    const BlockGrads<acc_t> gr = grads_of(k - k_begin);
     for (int l = 0; l < r.lanes; ++l) {
       const int64_t row = b * p.dim + r.d0 + l;
       acc_t* dA = static_cast<acc_t*>(bp.dA_part) + row * N;
-      for (int64_t n = 0; n < N; ++n) dA[n] = dA_acc[n * kLanes + l];
+      for (int64_t n = 0; n < N; ++n) dA[n] = gr.dA[n * kLanes + l];
       if (!p.B_is_variable) {
         acc_t* dB = static_cast<acc_t*>(bp.dB_part) + row * N;
-        for (int64_t n = 0; n < N; ++n) dB[n] = dB_acc[n * kLanes + l];
+        for (int64_t n = 0; n < N; ++n) dB[n] = gr.dB[n * kLanes + l];
       }
       if (!p.C_is_variable) {
         acc_t* dC = static_cast<acc_t*>(bp.dC_part) + row * N;
-        for (int64_t n = 0; n < N; ++n) dC[n] = dC_acc[n * kLanes + l];
+        for (int64_t n = 0; n < N; ++n) dC[n] = gr.dC[n * kLanes + l];
       }
-      static_cast<acc_t*>(bp.dD_part)[row] = dD_acc[l];
-      static_cast<acc_t*>(bp.ddelta_bias_part)[row] = dbias_acc[l];
+      static_cast<acc_t*>(bp.dD_part)[row] = gr.dD[l];
+      static_cast<acc_t*>(bp.ddelta_bias_part)[row] = gr.dbias[l];
     }
   }
 }

@@ -1,8 +1,11 @@
 // mvscan::selective_scan_fwd / _bwd on CPU: checks, output allocation, dtype dispatch, and the
 // final (deterministic) reductions of the backward's partial sums.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <string>
 #include <tuple>
 
 #include "../selective_scan_params.h"
@@ -10,7 +13,65 @@
 
 namespace mvscan {
 namespace cpu {
+
+bool cpu_supports(CpuIsa isa) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CpuIsa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CpuIsa::kBaseline:
+      return true;
+  }
+  return false;
+#else
+  return isa == CpuIsa::kBaseline;
+#endif
+}
+
 namespace {
+
+CpuIsa best_cpu_isa() {
+  for (CpuIsa isa : {CpuIsa::kAvx512, CpuIsa::kAvx2})
+    if (cpu_supports(isa)) return isa;
+  return CpuIsa::kBaseline;
+}
+
+// -1: no override.
+std::atomic<int> g_isa_override{-1};
+
+constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512"};
+
+}  // namespace
+
+CpuIsa active_cpu_isa() {
+  static const CpuIsa best = best_cpu_isa();
+  const int forced = g_isa_override.load();
+  return forced < 0 ? best : static_cast<CpuIsa>(forced);
+}
+
+namespace {
+
+// Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
+// best this CPU supports) and returns the one now active.
+std::string set_cpu_isa(const std::string& name) {
+  if (name.empty()) {
+    g_isa_override.store(-1);
+  } else {
+    int found = -1;
+    for (int i = 0; i < 3; ++i)
+      if (name == kIsaNames[i]) found = i;
+    TORCH_CHECK_VALUE(found >= 0, "mvscan: unknown CPU instruction set '", name,
+                      "'; expected one of baseline, avx2, avx512 (or '' for the best)");
+    TORCH_CHECK_VALUE(cpu_supports(static_cast<CpuIsa>(found)), "mvscan: this CPU (or build) ",
+                      "does not support the instruction set '", name, "'");
+    g_isa_override.store(found);
+  }
+  return kIsaNames[static_cast<int>(active_cpu_isa())];
+}
 
 template <typename Fn>
 void dispatch_input_type(at::ScalarType t, Fn&& fn) {
@@ -40,8 +101,9 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
                                 u.options().dtype(acc_dtype(u.scalar_type())));
   p.out = out.data_ptr();
   p.states = states.data_ptr();
+  const CpuIsa isa = active_cpu_isa();
   dispatch_input_type(u.scalar_type(), [&](auto tag) {
-    selective_scan_fwd_cpu<decltype(tag)>(p);
+    selective_scan_fwd_cpu<decltype(tag)>(p, isa);
   });
   return {out, states};
 }
@@ -67,8 +129,9 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
   SelectiveScanParams& p = bp.fwd;
   const at::Tensor dstates_c = check_selective_scan_bwd_args(p, u, dout, dstates, states);
   const auto acc = u.options().dtype(acc_dtype(u.scalar_type()));
-  const BlockGeometry geo = block_geometry(p);
-  bp.n_splits = bwd_splits(p, geo);
+  const CpuIsa isa = active_cpu_isa();
+  const BlockGeometry geo = block_geometry(p, lanes_of(isa));
+  bp.n_splits = bwd_splits(p, geo, at::get_num_threads());
 
   at::Tensor du = at::empty({p.batch, p.dim, p.seqlen}, u.options());
   at::Tensor ddelta = at::empty_like(du);
@@ -96,7 +159,7 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
   bp.dB_part = dB_part.data_ptr();
   bp.dC_part = dC_part.data_ptr();
   dispatch_input_type(u.scalar_type(), [&](auto tag) {
-    selective_scan_bwd_cpu<decltype(tag)>(bp);
+    selective_scan_bwd_cpu<decltype(tag)>(bp, isa);
   });
 
   at::Tensor dA = dA_part.sum(0);
@@ -108,6 +171,10 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
 }
 
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(mvscan, m) {
+  m.def("_set_cpu_isa(str name) -> str", &set_cpu_isa);
+}
 
 TORCH_LIBRARY_IMPL(mvscan, CPU, m) {
   m.impl("selective_scan_fwd", &selective_scan_fwd);
