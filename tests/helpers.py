@@ -1,0 +1,163 @@
+"""Input generation, gradient collection and error measures shared by the tests."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+import mvscan
+import oracle
+
+ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+# Relative-norm tolerances against the float64 oracle (see design.md, "Testing conventions").
+REL_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+
+
+def weight_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@dataclass(frozen=True)
+class Case:
+    batch: int = 2
+    dim: int = 20
+    L: int = 49
+    N: int = 8
+    B_kind: str = "variable"  # "constant", "variable" or "grouped"
+    C_kind: str = "variable"
+    D: bool = True
+    z: bool = True
+    delta_bias: bool = True
+    softplus: bool = True
+    dtype: torch.dtype = torch.float32
+    B_groups: int = 2
+    C_groups: int = 4
+
+
+def make_inputs(case: Case, seed: int = 0) -> dict[str, torch.Tensor | None]:
+    """Random inputs for a case, drawn in float64 and rounded to the case's dtypes. Step sizes
+    stay positive and A negative, as in trained Mamba models, so long scans stay bounded."""
+    g = torch.Generator().manual_seed(seed)
+    dt, wt = case.dtype, weight_dtype(case.dtype)
+    b, d, L, N = case.batch, case.dim, case.L, case.N
+
+    def rand(*shape, scale=1.0, shift=0.0, dtype=dt):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
+
+    def bc(kind, groups):
+        if kind == "constant":
+            return rand(d, N, dtype=wt)
+        if kind == "variable":
+            return rand(b, N, L)
+        return rand(b, groups, N, L)
+
+    if case.softplus:
+        delta = rand(b, d, L, scale=0.5, shift=-1.0)
+    else:
+        delta = (torch.rand(b, d, L, generator=g, dtype=torch.float64) * 0.4 + 0.02).to(dt)
+    # Without softplus, delta + delta_bias is the step size itself: keep it positive.
+    bias = rand(d, scale=0.3, dtype=wt) if case.softplus else (
+        torch.rand(d, generator=g, dtype=torch.float64) * 0.05).to(wt)
+    A = (-(torch.rand(d, N, generator=g, dtype=torch.float64) * 2.0 + 0.1)).to(wt)
+    return dict(
+        u=rand(b, d, L),
+        delta=delta,
+        A=A,
+        B=bc(case.B_kind, case.B_groups),
+        C=bc(case.C_kind, case.C_groups),
+        D=rand(d, dtype=wt) if case.D else None,
+        z=rand(b, d, L) if case.z else None,
+        delta_bias=bias if case.delta_bias else None,
+    )
+
+
+def cotangents(inputs, seed: int = 1):
+    """Random dout (u's dtype) and dlast (float32/64) for the loss <dout, out> + <dlast, h_L>."""
+    g = torch.Generator().manual_seed(seed)
+    u, A = inputs["u"], inputs["A"]
+    dout = torch.randn(u.shape, generator=g, dtype=torch.float64).to(u.dtype)
+    dlast = torch.randn(u.shape[0], u.shape[1], A.shape[1], generator=g, dtype=torch.float64)
+    return dout, dlast.to(weight_dtype(u.dtype))
+
+
+def run_with_grads(fn, inputs, softplus: bool, dout, dlast):
+    """Runs fn (mvscan.selective_scan or the reference) with return_last_state and returns
+    (out, last_state, {name: grad}) for the loss <dout, out> + <dlast, h_L>."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items() if v is not None}
+    kwargs = {k: leaves.get(k) for k in ARGS}
+    out, last = fn(**kwargs, delta_softplus=softplus, return_last_state=True)
+    grads = torch.autograd.grad([out, last], list(leaves.values()), [dout, dlast])
+    return out.detach(), last.detach(), dict(zip(leaves.keys(), grads))
+
+
+def oracle_results(inputs, softplus: bool, dout, dlast):
+    """The oracle's (out, last_state, grads) on exactly the same (already rounded) inputs."""
+    np_in = {k: (v.double().numpy() if v is not None else None) for k, v in inputs.items()}
+    fw = oracle.forward(**np_in, delta_softplus=softplus)
+    bw = oracle.backward(dout.double().numpy(), dlast.double().numpy(), **np_in,
+                         delta_softplus=softplus)
+    to_t = lambda x: torch.from_numpy(x)  # noqa: E731
+    grads = {k: to_t(v) for k, v in bw.items() if v is not None}
+    return to_t(fw["out"]), to_t(fw["last_state"]), grads
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    x, ref = x.double(), ref.double()
+    assert x.shape == ref.shape, f"shape {tuple(x.shape)} != {tuple(ref.shape)}"
+    assert torch.isfinite(x).all(), "non-finite values"
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Max absolute error, relative to the largest reference magnitude."""
+    x, ref = x.double(), ref.double()
+    return ((x - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+def all_errors(got, ref) -> dict[str, tuple[float, float]]:
+    out, last, grads = got
+    r_out, r_last, r_grads = ref
+    errs = {"out": (rel_err(out, r_out), max_err(out, r_out)),
+            "last_state": (rel_err(last, r_last), max_err(last, r_last))}
+    assert grads.keys() == r_grads.keys()
+    for k in grads:
+        assert grads[k].dtype == ref_grad_dtype(k, got[0].dtype, grads[k]), k
+        errs["d" + k] = (rel_err(grads[k], r_grads[k]), max_err(grads[k], r_grads[k]))
+    return errs
+
+
+def ref_grad_dtype(name: str, out_dtype: torch.dtype, grad: torch.Tensor) -> torch.dtype:
+    """The dtype each gradient must have: its input's."""
+    if name in ("u", "delta", "z"):
+        return out_dtype
+    if name in ("B", "C") and grad.dim() > 2:
+        return out_dtype
+    return weight_dtype(out_dtype)
+
+
+def supported_isas() -> list[str]:
+    found = []
+    for isa in ("baseline", "avx2", "avx512"):
+        try:
+            torch.ops.mvscan._set_cpu_isa(isa)
+            found.append(isa)
+        except (ValueError, RuntimeError):
+            pass
+    torch.ops.mvscan._set_cpu_isa("")
+    return found
+
+
+@contextlib.contextmanager
+def cpu_isa(name: str):
+    torch.ops.mvscan._set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        torch.ops.mvscan._set_cpu_isa("")
+
+
+def scan(**kwargs):
+    return mvscan.selective_scan(**kwargs)

@@ -1,0 +1,102 @@
+"""A numpy float64 oracle of the selective scan, forward and backward, written straight from
+../shared/spec/selective_scan.md. Slow and simple on purpose: every kernel is compared with it,
+and its own backward is checked by finite differences (test_oracle.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def expand_bc(BC: np.ndarray, batch: int, dim: int, L: int) -> np.ndarray:
+    """B or C as (batch, dim, N, L), whatever its kind."""
+    if BC.ndim == 2:  # constant (dim, N)
+        return np.broadcast_to(BC[None, :, :, None], (batch, dim, BC.shape[1], L))
+    if BC.ndim == 3:  # variable (batch, N, L)
+        return np.broadcast_to(BC[:, None], (batch, dim) + BC.shape[1:])
+    groups = BC.shape[1]  # grouped (batch, G, N, L): channel d uses group d // (dim / G)
+    return np.repeat(BC, dim // groups, axis=1)
+
+
+def reduce_bc_grad(d_full: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Sums a (batch, dim, N, L) gradient back to the shape of B or C."""
+    batch, dim, N, L = d_full.shape
+    if like.ndim == 2:
+        return d_full.sum(axis=(0, 3))
+    if like.ndim == 3:
+        return d_full.sum(axis=1)
+    groups = like.shape[1]
+    return d_full.reshape(batch, groups, dim // groups, N, L).sum(axis=2)
+
+
+def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Returns a dict with out (batch, dim, L), last_state (batch, dim, N) and the intermediates
+    the backward needs. All inputs are numpy arrays (converted to float64)."""
+    f = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
+    u, delta, A, B, C, D, z, delta_bias = map(f, (u, delta, A, B, C, D, z, delta_bias))
+    batch, dim, L = u.shape
+    pre = delta + (delta_bias[:, None] if delta_bias is not None else 0.0)
+    dt = _softplus(pre) if delta_softplus else pre
+    Bx, Cx = expand_bc(B, batch, dim, L), expand_bc(C, batch, dim, L)
+    N = A.shape[1]
+    h = np.zeros((batch, dim, N))
+    hs = np.zeros((batch, dim, L, N))
+    y = np.zeros((batch, dim, L))
+    for t in range(L):
+        h = np.exp(dt[:, :, t, None] * A) * h + (dt[:, :, t] * u[:, :, t])[..., None] * Bx[..., t]
+        hs[:, :, t] = h
+        y[:, :, t] = (Cx[..., t] * h).sum(-1)
+    if D is not None:
+        y = y + D[:, None] * u
+    out = y * z * _sigmoid(z) if z is not None else y
+    return dict(out=out, last_state=h, y=y, hs=hs, dt=dt, pre=pre)
+
+
+def backward(dout, dlast, u, delta, A, B, C, D=None, z=None, delta_bias=None,
+             delta_softplus=False):
+    """Gradients of <dout, out> + <dlast, last_state> w.r.t. every input, in float64, shaped like
+    the inputs (None for absent optional inputs). dlast may be None."""
+    fw = forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    f = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
+    u, A, B, C, D, z, dout, dlast = map(f, (u, A, B, C, D, z, dout, dlast))
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    dt, hs, y = fw["dt"], fw["hs"], fw["y"]
+    Bx, Cx = expand_bc(B, batch, dim, L), expand_bc(C, batch, dim, L)
+
+    g = dout.copy()
+    dz = None
+    if z is not None:
+        sz = _sigmoid(z)
+        dz = g * y * sz * (1.0 + z * (1.0 - sz))
+        g = g * z * sz
+    dD = (g * u).sum(axis=(0, 2)) if D is not None else None
+
+    du = g * D[:, None] if D is not None else np.zeros_like(u)
+    ddt = np.zeros_like(u)
+    dA = np.zeros_like(A)
+    dBx = np.zeros((batch, dim, N, L))
+    dCx = np.zeros((batch, dim, N, L))
+    carry = dlast.copy() if dlast is not None else np.zeros((batch, dim, N))
+    for t in reversed(range(L)):
+        a_t = np.exp(dt[:, :, t, None] * A)
+        h_prev = hs[:, :, t - 1] if t > 0 else np.zeros((batch, dim, N))
+        lam = g[:, :, t, None] * Cx[..., t] + carry
+        q = a_t * h_prev  # = h_t - dt_t B_t u_t
+        du[:, :, t] += (lam * Bx[..., t]).sum(-1) * dt[:, :, t]
+        ddt[:, :, t] = (lam * (A * q + Bx[..., t] * u[:, :, t, None])).sum(-1)
+        dA += (lam * dt[:, :, t, None] * q).sum(0)
+        dBx[..., t] = lam * (dt[:, :, t] * u[:, :, t])[..., None]
+        dCx[..., t] = g[:, :, t, None] * hs[:, :, t]
+        carry = a_t * lam
+    ddelta = ddt * _sigmoid(fw["pre"]) if delta_softplus else ddt
+    ddelta_bias = ddelta.sum(axis=(0, 2)) if delta_bias is not None else None
+    return dict(u=du, delta=ddelta, A=dA, B=reduce_bc_grad(dBx, B), C=reduce_bc_grad(dCx, C),
+                D=dD, z=dz, delta_bias=ddelta_bias)
