@@ -1,0 +1,105 @@
+"""``python -m mvscan.benchmark``: selective-scan times of mvscan next to the pure-PyTorch
+reference at MambaVision's shapes, on random inputs, with a correctness check.
+
+Timing: warm-up runs, then the median of repeated runs (CUDA synchronised when on a GPU)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from .ops import selective_scan
+from .reference import selective_scan_ref
+
+# (name, batch, dim, L, N): the scans of MambaVision-T at 224x224 (stage 3 and stage 4).
+MAMBAVISION_T_SHAPES = [("mambavision-T stage 3", 8, 160, 196, 8),
+                        ("mambavision-T stage 4", 8, 320, 49, 8)]
+
+
+def make_scan_inputs(batch: int, dim: int, L: int, N: int, dtype: torch.dtype = torch.float32,
+                     device: str = "cpu", seed: int = 0) -> dict[str, torch.Tensor]:
+    """Inputs shaped as MambaVision's mixer passes them: variable B and C (batch, N, L), A from
+    A_log = log(1..N), D, delta_bias, softplus on; u, delta, B, C in dtype, the rest float32."""
+    g = torch.Generator().manual_seed(seed)
+    wt = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def randn(*shape, dt=dtype, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dtype=dt, device=device)
+
+    A = -torch.arange(1, N + 1, dtype=wt).repeat(dim, 1).to(device)
+    return dict(u=randn(batch, dim, L), delta=randn(batch, dim, L, scale=0.5), A=A,
+                B=randn(batch, N, L), C=randn(batch, N, L), D=randn(dim, dt=wt),
+                delta_bias=randn(dim, dt=wt, scale=0.5))
+
+
+def forward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return scan(**inputs, delta_softplus=True)
+    return run
+
+
+def forward_backward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    dout = torch.randn_like(leaves["u"])
+
+    def run():
+        out = scan(**leaves, delta_softplus=True)
+        return torch.autograd.grad(out, list(leaves.values()), dout)
+    return run
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mvscan.benchmark", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (median)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+
+    print(f"mvscan selective scan vs the pure-PyTorch reference: cpu, float32, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats} runs")
+    header = f"{'shape (batch x dim x L, N)':34} {'pass':8} {'mvscan ms':>10} {'ref ms':>9} " \
+             f"{'speedup':>8} {'max rel diff':>13}"
+    print(header)
+    print("-" * len(header))
+    for name, batch, dim, L, N in MAMBAVISION_T_SHAPES:
+        inputs = make_scan_inputs(batch, dim, L, N)
+        with torch.no_grad():
+            ours = selective_scan(**inputs, delta_softplus=True)
+            ref = selective_scan_ref(**inputs, delta_softplus=True)
+        diff = ((ours - ref).abs().max() / ref.abs().max()).item()
+        label = f"{name} ({batch}x{dim}x{L}, {N})"
+        for pass_name, make in (("fwd", forward_fn), ("fwd+bwd", forward_backward_fn)):
+            t_ours = median_seconds(make(selective_scan, inputs), args.repeats)
+            t_ref = median_seconds(make(selective_scan_ref, inputs), max(3, args.repeats // 4))
+            print(f"{label:34} {pass_name:8} {t_ours * 1e3:10.3f} {t_ref * 1e3:9.2f} "
+                  f"{t_ref / t_ours:7.1f}x {diff:13.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
