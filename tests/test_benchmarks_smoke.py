@@ -1,0 +1,34 @@
+"""The benchmark suite and the benchmark command run end to end (timing disabled, one repeat),
+so they cannot rot between the times someone measures with them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MVSCAN_POISON_OUTPUTS"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_benchmark_suite_smoke():
+    res = run("-m", "pytest", "benchmarks", "--benchmark-disable", "-q", "-p", "no:cacheprovider")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_benchmark_command_smoke():
+    res = run("-m", "mvscan.benchmark", "--repeats", "1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [l for l in res.stdout.splitlines() if l.startswith("mambavision-T")]
+    assert len(lines) == 4
+    for line in lines:  # the max relative difference between mvscan and the reference
+        assert float(line.split()[-1]) < 1e-5, line
+
+
+def test_benchmark_command_rejects_bad_arguments():
+    res = run("-m", "mvscan.benchmark", "--repeats", "0")
+    assert res.returncode != 0 and "--repeats must be at least 1" in res.stderr
