@@ -31,14 +31,63 @@ inline void zero(acc_t* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = acc_t(0);
 }
 
+#if defined(MVSCAN_TILE_HEADER)
+#include MVSCAN_TILE_HEADER
+static_assert(SimdTile::kWidth == kLanes, "tile transposes must match the lane count");
+
+// Tile loads and stores through in-register transposes, for sequences contiguous along L:
+// kLanes rows of kLanes steps at a time; a shorter tail goes element by element.
+template <typename input_t>
+inline void load_tile_simd(const input_t* x, int64_t dim_stride, int lanes, int64_t T,
+                           float* buf) {
+  int64_t t = 0;
+  for (; t + kLanes <= T; t += kLanes) {
+    typename SimdTile::vec r[kLanes];
+    for (int l = 0; l < kLanes; ++l)
+      r[l] = l < lanes ? SimdTile::load_row(x + l * dim_stride + t) : SimdTile::zero();
+    SimdTile::transpose(r);
+    for (int i = 0; i < kLanes; ++i) SimdTile::store(buf + (t + i) * kLanes, r[i]);
+  }
+  for (; t < T; ++t)
+    for (int l = 0; l < kLanes; ++l)
+      buf[t * kLanes + l] = l < lanes ? static_cast<float>(x[l * dim_stride + t]) : 0.0f;
+}
+
+template <typename input_t>
+inline void store_tile_simd(input_t* x, int64_t row_stride, int lanes, int64_t T,
+                            const float* buf) {
+  int64_t t = 0;
+  for (; t + kLanes <= T; t += kLanes) {
+    typename SimdTile::vec r[kLanes];
+    for (int i = 0; i < kLanes; ++i) r[i] = SimdTile::load(buf + (t + i) * kLanes);
+    SimdTile::transpose(r);
+    for (int l = 0; l < lanes; ++l) SimdTile::store_row(x + l * row_stride + t, r[l]);
+  }
+  for (; t < T; ++t)
+    for (int l = 0; l < lanes; ++l)
+      x[l * row_stride + t] = static_cast<input_t>(buf[t * kLanes + l]);
+}
+#endif
+
 // Loads a (batch b, channels d0.., steps t0..t0+T) tile of a sequence tensor into buf[t][lane];
 // dead lanes and absent tensors read as zero.
 template <typename input_t, typename acc_t>
 inline void load_tile(const void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
                       int64_t t0, int64_t T, acc_t* buf) {
-  zero(buf, T * kLanes);
-  if (base == nullptr) return;
+  if (base == nullptr) {
+    zero(buf, T * kLanes);
+    return;
+  }
   const input_t* x = static_cast<const input_t*>(base) + b * s.batch + d0 * s.dim + t0 * s.len;
+#if defined(MVSCAN_TILE_HEADER)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    if (s.len == 1) {
+      load_tile_simd(x, s.dim, lanes, T, buf);
+      return;
+    }
+  }
+#endif
+  zero(buf, T * kLanes);
   for (int l = 0; l < lanes; ++l) {
     const input_t* row = x + l * s.dim;
     for (int64_t t = 0; t < T; ++t) buf[t * kLanes + l] = static_cast<acc_t>(row[t * s.len]);
@@ -50,6 +99,12 @@ template <typename input_t, typename acc_t>
 inline void store_tile(void* base, int64_t dim, int64_t L, int64_t b, int64_t d0, int lanes,
                        int64_t t0, int64_t T, const acc_t* buf) {
   input_t* x = static_cast<input_t*>(base) + (b * dim + d0) * L + t0;
+#if defined(MVSCAN_TILE_HEADER)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    store_tile_simd(x, L, lanes, T, buf);
+    return;
+  }
+#endif
   for (int l = 0; l < lanes; ++l) {
     input_t* row = x + l * L;
     for (int64_t t = 0; t < T; ++t) row[t] = static_cast<input_t>(buf[t * kLanes + l]);
@@ -74,14 +129,20 @@ inline void load_state_matrix(const acc_t* src, int64_t dim_stride, int64_t stat
     for (int l = 0; l < lanes; ++l) dst[n * kLanes + l] = src[(d0 + l) * dim_stride + n * state_stride];
 }
 
-// A variable B or C of group g, steps t0..t0+T, as dst[t][n] in the accumulation type.
+// A variable B or C of group g, steps t0..t0+T, as dst[n][t] (row stride kStateChunkLen) in the
+// accumulation type.
 template <typename input_t, typename acc_t>
 inline void load_bc_chunk(const void* base, const BCStrides& s, int64_t b, int64_t g, int64_t t0,
                           int64_t T, int64_t N, acc_t* dst) {
   const input_t* x = static_cast<const input_t*>(base) + b * s.batch + g * s.group + t0 * s.len;
   for (int64_t n = 0; n < N; ++n) {
     const input_t* row = x + n * s.state;
-    for (int64_t t = 0; t < T; ++t) dst[t * N + n] = static_cast<acc_t>(row[t * s.len]);
+    acc_t* out = dst + n * kStateChunkLen;
+    if (s.len == 1) {
+      for (int64_t t = 0; t < T; ++t) out[t] = static_cast<acc_t>(row[t]);
+    } else {
+      for (int64_t t = 0; t < T; ++t) out[t] = static_cast<acc_t>(row[t * s.len]);
+    }
   }
 }
 
@@ -91,12 +152,32 @@ template <typename acc_t>
 inline const acc_t* bc_at(bool variable, const acc_t* constant, const acc_t* chunk, int64_t t,
                           int64_t N, acc_t* scratch) {
   if (!variable) return constant;
-  const acc_t* src = chunk + t * N;
   for (int64_t n = 0; n < N; ++n) {
-    const acc_t v = src[n];
+    const acc_t v = chunk[n * kStateChunkLen + t];
     MVSCAN_LANES scratch[n * kLanes + l] = v;
   }
   return scratch;
+}
+
+// How the inner loops read B_t[n] / C_t[n] for lane l: from a [n][lane] matrix (a constant B/C,
+// or a variable step broadcast by bc_at), or, when kScalar, straight from a variable chunk
+// ([n][t] layout, pointer at step t) as one value per state that the compiler broadcasts.
+template <bool kScalar, typename acc_t>
+struct StepBC {
+  const acc_t* p;
+  acc_t operator()(int64_t n, int l) const {
+    return kScalar ? p[n * kStateChunkLen] : p[n * kLanes + l];
+  }
+};
+
+template <bool kScalar, typename acc_t>
+inline StepBC<kScalar, acc_t> step_bc(bool variable, const acc_t* constant, const acc_t* chunk,
+                                      int64_t t, int64_t N, acc_t* scratch) {
+  if constexpr (kScalar) {
+    return {chunk + t};
+  } else {
+    return {bc_at(variable, constant, chunk, t, N, scratch)};
+  }
 }
 
 // delta + delta_bias, through softplus if asked: raw keeps the pre-activation (for the
@@ -160,8 +241,9 @@ inline BlockConsts<acc_t> load_block_consts(const SelectiveScanParams& p, const 
   return k;
 }
 
-// Forward of one block over the whole sequence.
-template <typename input_t>
+// Forward of one block over the whole sequence. kScalarBC: B and C are both variable (see
+// StepBC).
+template <typename input_t, bool kScalarBC>
 void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b, int64_t k,
                typename AccType<input_t>::type* workspace) {
   using acc_t = typename AccType<input_t>::type;
@@ -197,8 +279,8 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
     step_sizes(p.delta_softplus, kc.bias, T, raw_c, dt_c);
 
     for (int64_t t = 0; t < T; ++t) {
-      const acc_t* Bt = bc_at(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
-      const acc_t* Ct = bc_at(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
+      const auto Bt = step_bc<kScalarBC>(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
+      const auto Ct = step_bc<kScalarBC>(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
       const acc_t* dt = dt_c + t * kLanes;
       acc_t* ut = u_c + t * kLanes;
       acc_t du[kLanes], y0[kLanes], y1[kLanes];
@@ -212,20 +294,20 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
       for (; n + 1 < N; n += 2) {
         const int64_t i0 = n * kLanes, i1 = i0 + kLanes;
         MVSCAN_LANES {
-          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
-          const acc_t h1 = exp_acc(dt[l] * Av[i1 + l]) * h[i1 + l] + du[l] * Bt[i1 + l];
+          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt(n, l);
+          const acc_t h1 = exp_acc(dt[l] * Av[i1 + l]) * h[i1 + l] + du[l] * Bt(n + 1, l);
           h[i0 + l] = h0;
           h[i1 + l] = h1;
-          y0[l] += Ct[i0 + l] * h0;
-          y1[l] += Ct[i1 + l] * h1;
+          y0[l] += Ct(n, l) * h0;
+          y1[l] += Ct(n + 1, l) * h1;
         }
       }
       if (n < N) {
         const int64_t i0 = n * kLanes;
         MVSCAN_LANES {
-          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt[i0 + l];
+          const acc_t h0 = exp_acc(dt[l] * Av[i0 + l]) * h[i0 + l] + du[l] * Bt(n, l);
           h[i0 + l] = h0;
-          y0[l] += Ct[i0 + l] * h0;
+          y0[l] += Ct(n, l) * h0;
         }
       }
       const acc_t* zt = z_c + t * kLanes;
@@ -273,7 +355,7 @@ struct BlockGrads {
 // the split: the forward recomputed from the saved state (keeping exp(dt A) and h for the
 // chunk), then the reverse scan over its steps. Walking blocks inside chunks lets the lane sums
 // of a variable B/C gradient be taken once per chunk and group rather than once per step.
-template <typename input_t>
+template <typename input_t, bool kScalarBC>
 void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_t b, int64_t s,
                typename AccType<input_t>::type* workspace) {
   using acc_t = typename AccType<input_t>::type;
@@ -385,7 +467,7 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
       // Forward recomputation over the chunk.
       for (int64_t i = 0; i < NW; ++i) h[i] = h_start[i];
       for (int64_t t = 0; t < T; ++t) {
-        const acc_t* Bt = bc_at(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
+        const auto Bt = step_bc<kScalarBC>(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
         const acc_t* dt = dt_c + t * kLanes;
         const acc_t* ut = u_c + t * kLanes;
         acc_t* at = a_c + t * NW;
@@ -396,19 +478,19 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
           const int64_t i = n * kLanes;
           MVSCAN_LANES {
             const acc_t a = exp_acc(dt[l] * Av[i + l]);
-            const acc_t hn = a * h[i + l] + du[l] * Bt[i + l];
+            const acc_t hn = a * h[i + l] + du[l] * Bt(n, l);
             at[i + l] = a;
             ht[i + l] = hn;
             h[i + l] = hn;
           }
         }
         if (has_z) {
-          const acc_t* Ct = bc_at(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
+          const auto Ct = step_bc<kScalarBC>(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
           acc_t y[kLanes];
           MVSCAN_LANES y[l] = Dv[l] * ut[l];
           for (int64_t n = 0; n < N; ++n) {
             const int64_t i = n * kLanes;
-            MVSCAN_LANES y[l] += Ct[i + l] * ht[i + l];
+            MVSCAN_LANES y[l] += Ct(n, l) * ht[i + l];
           }
           MVSCAN_LANES y_c[t * kLanes + l] = y[l];
         }
@@ -416,8 +498,8 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
 
       // Reverse scan.
       for (int64_t t = T - 1; t >= 0; --t) {
-        const acc_t* Bt = bc_at(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
-        const acc_t* Ct = bc_at(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
+        const auto Bt = step_bc<kScalarBC>(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
+        const auto Ct = step_bc<kScalarBC>(p.C_is_variable, kc.Cconst, C_c, t, N, Ct_buf);
         const acc_t* dt = dt_c + t * kLanes;
         const acc_t* ut = u_c + t * kLanes;
         const acc_t* at = a_c + t * NW;
@@ -446,10 +528,10 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         for (int64_t n = 0; n < N; ++n) {
           const int64_t i = n * kLanes;
           MVSCAN_LANES {
-            const acc_t lam = g[l] * Ct[i + l] + carry[i + l];
+            const acc_t lam = g[l] * Ct(n, l) + carry[i + l];
             // lam * exp(dt_t A) h_{t-1} feeds both dA and ddelta (with the B u term below).
             const acc_t r2 = lam * (at[i + l] * hp[i + l]);
-            du_sum[l] += lam * Bt[i + l];
+            du_sum[l] += lam * Bt(n, l);
             dd_sum[l] += Av[i + l] * r2;
             dA_acc[i + l] += dt[l] * r2;
             dBt[i + l] += lam * du[l];
