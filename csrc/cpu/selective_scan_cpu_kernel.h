@@ -3,7 +3,7 @@
 // No include guard on purpose: selective_scan_cpu_isa.h includes this file once per instruction
 // set, each time inside its own namespace (MVSCAN_ISA) and target options, so the AVX2 and the
 // baseline builds of the same template never meet at link time. Code here calls nothing but
-// inline math and its own helpers (no std:: templates) for the same reason.
+// inline math, intrinsics and its own helpers (no std:: functions) for the same reason.
 //
 // Layout: per block, kLanes channels of one batch element. Buffers are [t][lane] for per-step
 // values and [n][lane] for per-state values, so every inner loop runs over lanes, contiguous.
@@ -399,38 +399,31 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
     return BlockGrads<acc_t>{base, base + NW, base + 2 * NW, base + 3 * NW, base + 4 * NW,
                              base + 4 * NW + kLanes};
   };
-  const acc_t* consts_mark = ws.next;
+  acc_t* const consts_mark = ws.next;  // per-block constants are carved from here each time
 
   for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * TC;
     const int64_t T = (L - t0) < TC ? (L - t0) : TC;
     int64_t dBv_group = -1, dCv_group = -1;  // the group dBv / dCv hold, -1 when empty
-    auto flush_B = [&]() {
-      if (dBv_group < 0) return;
-      flush_lane_sums(dBv, T, N,
-                      static_cast<acc_t*>(bp.dB_part) +
-                          (((s * p.batch + b) * p.B_groups + dBv_group) * L + t0) * N);
-      dBv_group = -1;
-    };
-    auto flush_C = [&]() {
-      if (dCv_group < 0) return;
-      flush_lane_sums(dCv, T, N,
-                      static_cast<acc_t*>(bp.dC_part) +
-                          (((s * p.batch + b) * p.C_groups + dCv_group) * L + t0) * N);
-      dCv_group = -1;
+    // Adds the lane sums of a variable B/C gradient chunk to its group's partial; empties it.
+    auto flush = [&](acc_t* lane_grads, int64_t* group, void* part, int64_t n_groups) {
+      if (*group < 0) return;
+      acc_t* dst = static_cast<acc_t*>(part) + (((s * p.batch + b) * n_groups + *group) * L + t0) * N;
+      flush_lane_sums(lane_grads, T, N, dst);
+      *group = -1;
     };
 
     for (int64_t k = k_begin; k < k_end; ++k) {
       const BlockRef r = block_ref(p, geo, b, k);
       const BlockGrads<acc_t> gr = grads_of(k - k_begin);
-      ws.next = const_cast<acc_t*>(consts_mark);
+      ws.next = consts_mark;
       const BlockConsts<acc_t> kc = load_block_consts(p, r, ws);
       if (p.B_is_variable && dBv_group != r.gB) {
-        flush_B();
+        flush(dBv, &dBv_group, bp.dB_part, p.B_groups);
         dBv_group = r.gB;
       }
       if (p.C_is_variable && dCv_group != r.gC) {
-        flush_C();
+        flush(dCv, &dCv_group, bp.dC_part, p.C_groups);
         dCv_group = r.gC;
       }
       acc_t* dB_acc = p.B_is_variable ? nullptr : gr.dB;
@@ -563,8 +556,8 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
       store_tile<input_t>(bp.ddelta, p.dim, L, b, r.d0, r.lanes, t0, T, dd_c);
       if (has_z) store_tile<input_t>(bp.dz, p.dim, L, b, r.d0, r.lanes, t0, T, dz_c);
     }
-    flush_B();
-    flush_C();
+    flush(dBv, &dBv_group, bp.dB_part, p.B_groups);
+    flush(dCv, &dCv_group, bp.dC_part, p.C_groups);
   }
 
   // Per-(batch, channel) partials; the caller sums them over batch.
