@@ -26,7 +26,8 @@ def _compiled_devices() -> frozenset[str]:
     if _EXTENSION_ERROR is not None:
         return frozenset()
     devices = {"cpu", "meta"}
-    if torch._C._dispatch_has_kernel_for_dispatch_key("mvscan::selective_scan_fwd", "CUDA"):
+    has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
+    if has_kernel is not None and has_kernel("mvscan::selective_scan_fwd", "CUDA"):
         devices.add("cuda")
     return frozenset(devices)
 

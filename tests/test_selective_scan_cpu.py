@@ -151,3 +151,20 @@ def test_backward_is_deterministic():
 
 def test_large_dstate():
     check_against_oracle(Case(batch=1, dim=9, L=70, N=256), seed=5)
+
+
+def test_thread_count_changes_only_rounding():
+    """The backward's work split follows the thread count; results agree to float rounding."""
+    inputs = make_inputs(Case(batch=2, dim=64, L=150, N=8, B_kind="variable", C_kind="grouped"))
+    dout, dlast = cotangents(inputs)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            results.append(run_with_grads(mvscan.selective_scan, inputs, True, dout, dlast))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    for k in results[0][2]:
+        torch.testing.assert_close(results[0][2][k], results[1][2][k], rtol=1e-5, atol=1e-6)

@@ -1,9 +1,10 @@
 // CPU selective scan: block geometry, workspace sizes and the per-dtype entry points.
 //
-// The kernel vectorises across channels, not states: a block is `lanes` channels of one batch
-// element (8 for the baseline and AVX2 builds, 16 for AVX-512), every per-channel quantity is a vector of kLanes values, and B_t / C_t (shared by the
-// channels of a group) are broadcast. The recurrence over t stays sequential per lane, the
-// dstate recurrences are independent, and y_t = sum_n C_t[n] h_t[n] needs no horizontal sums.
+// The kernels vectorise across channels, not states: a block is `lanes` channels of one batch
+// element (8 for the baseline and AVX2 builds, 16 for AVX-512), every per-channel quantity is a
+// vector over the lanes, and B_t / C_t (shared by the channels of a group) are broadcast. The
+// recurrence over t stays sequential per lane, the N state recurrences are independent, and
+// y_t = sum_n C_t[n] h_t[n] needs no horizontal sums.
 #pragma once
 
 #include <cstdint>
@@ -27,11 +28,14 @@ template <>
 struct AccType<double> {
   using type = double;
 };
+
 // The backward runs batch * n_splits work units; a unit walks a fixed range of channel blocks.
 // Variable B/C gradients are summed over channels: each unit sums its blocks into its own partial
 // buffer (see SelectiveScanBwdParams), so fewer, larger units mean fewer partials to add up. Aim
 // for kUnitsPerThread units per thread, and at most kMaxBlocksPerUnit blocks in one unit (each
-// keeps 4 * N * lanes values of state in the workspace).
+// keeps 4 * N * lanes values of state in the workspace). The split count depends on the thread
+// count, so gradients of variable B/C are bit-identical run after run on one configuration, and
+// equal to float rounding across thread counts.
 constexpr int64_t kUnitsPerThread = 4;
 constexpr int64_t kMaxBlocksPerUnit = 64;
 
@@ -87,7 +91,8 @@ inline int64_t max_blocks_per_split(const BlockGeometry& g, int64_t splits) {
   return (g.n_blocks + splits - 1) / splits;
 }
 
-// Workspace, in elements of the accumulation type, that one thread needs for one block.
+// Workspace, in elements of the accumulation type, that one thread needs: for one forward
+// block, or for one backward split of blocks_per_split blocks.
 inline int64_t fwd_workspace_elems(int64_t dstate, int lanes) {
   const int64_t NW = dstate * lanes, TW = kStateChunkLen * lanes, TN = kStateChunkLen * dstate;
   return 6 * NW + 2 * lanes + 4 * TW + 2 * TN;
@@ -98,12 +103,12 @@ inline int64_t bwd_workspace_elems(int64_t dstate, int lanes, int64_t blocks_per
   return 4 * NW + 9 * TW + 2 * TN + 4 * kStateChunkLen * NW + blocks_per_split * per_block + consts;
 }
 
-// Explicitly instantiated per input type in selective_scan_cpu_{fp32,fp64,fp16,bf16}.cpp.
 // The instruction set the kernels run with: the best this CPU supports, unless set_cpu_isa
 // chose another (tests run every build this way).
 CpuIsa active_cpu_isa();
 bool cpu_supports(CpuIsa isa);
 
+// Explicitly instantiated per input type in selective_scan_cpu_{fp32,fp64,fp16,bf16}.cpp.
 template <typename input_t>
 void selective_scan_fwd_cpu(const SelectiveScanParams& params, CpuIsa isa);
 template <typename input_t>
