@@ -10,24 +10,10 @@
 #include <cstdint>
 
 #include "../selective_scan.h"
+#include "cpu_isa.h"
 
 namespace mvscan {
 namespace cpu {
-
-// The instruction sets the kernels are built for; the best one the CPU supports runs.
-enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
-
-inline int lanes_of(CpuIsa isa) { return isa == CpuIsa::kAvx512 ? 16 : 8; }
-
-// State and accumulation type: float for every input type but double.
-template <typename input_t>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
 
 // The backward runs batch * n_splits work units; a unit walks a fixed range of channel blocks.
 // Variable B/C gradients are summed over channels: each unit sums its blocks into its own partial
@@ -102,11 +88,6 @@ inline int64_t bwd_workspace_elems(int64_t dstate, int lanes, int64_t blocks_per
   const int64_t consts = 3 * NW + 2 * lanes, per_block = 4 * NW + 2 * lanes;
   return 4 * NW + 9 * TW + 2 * TN + 4 * kStateChunkLen * NW + blocks_per_split * per_block + consts;
 }
-
-// The instruction set the kernels run with: the best this CPU supports, unless set_cpu_isa
-// chose another (tests run every build this way).
-CpuIsa active_cpu_isa();
-bool cpu_supports(CpuIsa isa);
 
 // Explicitly instantiated per input type in selective_scan_cpu_{fp32,fp64,fp16,bf16}.cpp.
 template <typename input_t>

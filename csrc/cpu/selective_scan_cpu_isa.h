@@ -4,73 +4,14 @@
 #pragma once
 
 #include <ATen/Parallel.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
-#include <cstdint>
-#include <type_traits>
-#include <vector>
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#endif
 
 #include "../selective_scan_common.h"
+#include "cpu_isa.h"
 #include "selective_scan_cpu.h"
 
-#define MVSCAN_ISA baseline
-#define MVSCAN_ISA_LANES 8
-#include "selective_scan_cpu_kernel.h"
-#undef MVSCAN_ISA_LANES
-#undef MVSCAN_ISA
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define MVSCAN_HAVE_X86_BUILDS 1
-
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
-#define MVSCAN_ISA avx2
-#define MVSCAN_ISA_LANES 8
-#define MVSCAN_TILE_HEADER "tile_transpose_avx2.h"
-#include "selective_scan_cpu_kernel.h"
-#undef MVSCAN_TILE_HEADER
-#undef MVSCAN_ISA_LANES
-#undef MVSCAN_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-
-#if defined(__clang__)
-#pragma clang attribute push(                                                        \
-    __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512"))), \
-    apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
-// GCC 12's own avx512fintrin.h trips -Wmaybe-uninitialized (its _mm512_undefined_* helpers).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#define MVSCAN_ISA avx512
-#define MVSCAN_ISA_LANES 16
-#define MVSCAN_TILE_HEADER "tile_transpose_avx512.h"
-#include "selective_scan_cpu_kernel.h"
-#undef MVSCAN_TILE_HEADER
-#undef MVSCAN_ISA_LANES
-#undef MVSCAN_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC diagnostic pop
-#pragma GCC pop_options
-#endif
-#endif
+#define MVSCAN_ISA_KERNEL "selective_scan_cpu_kernel.h"
+#include "for_each_isa.h"
+#undef MVSCAN_ISA_KERNEL
 
 namespace mvscan {
 namespace cpu {
@@ -105,42 +46,6 @@ BwdKernel<input_t> bwd_kernel(CpuIsa isa, bool scalar_bc) {
 #endif
   return scalar_bc ? &baseline::bwd_split<input_t, true> : &baseline::bwd_split<input_t, false>;
 }
-
-// A thread's workspace: kept between calls (grow-only, up to kMaxCachedWorkspaceBytes), since
-// a fresh multi-100-KB allocation per call page-faults or not depending on malloc's adaptive
-// mmap threshold, which made run times bimodal. 64-byte aligned, and every buffer carved from
-// it is a multiple of 64 bytes long, so full-width vector loads never straddle cache lines.
-constexpr std::size_t kWorkspaceAlign = 64;
-constexpr std::size_t kMaxCachedWorkspaceBytes = std::size_t(64) << 20;
-
-template <typename acc_t>
-class Workspace {
- public:
-  explicit Workspace(int64_t elems) {
-    const std::size_t need = static_cast<std::size_t>(elems) + kWorkspaceAlign / sizeof(acc_t);
-    std::vector<acc_t>& cached = cache();
-    if (need * sizeof(acc_t) > kMaxCachedWorkspaceBytes) {
-      own_.resize(need);
-      base_ = own_.data();
-    } else {
-      if (cached.size() < need) cached.resize(need);
-      base_ = cached.data();
-    }
-  }
-  acc_t* data() const {
-    const auto addr = reinterpret_cast<std::uintptr_t>(base_);
-    const auto mask = static_cast<std::uintptr_t>(kWorkspaceAlign - 1);
-    return reinterpret_cast<acc_t*>((addr + mask) & ~mask);
-  }
-
- private:
-  static std::vector<acc_t>& cache() {
-    thread_local std::vector<acc_t> storage;
-    return storage;
-  }
-  std::vector<acc_t> own_;
-  acc_t* base_ = nullptr;
-};
 
 template <typename input_t>
 void selective_scan_fwd_cpu(const SelectiveScanParams& p, CpuIsa isa) {

@@ -1,9 +1,9 @@
 // The CPU selective-scan kernels, forward and backward, for one instruction set.
 //
-// No include guard on purpose: selective_scan_cpu_isa.h includes this file once per instruction
-// set, each time inside its own namespace (MVSCAN_ISA) and target options, so the AVX2 and the
-// baseline builds of the same template never meet at link time. Code here calls nothing but
-// inline math, intrinsics and its own helpers (no std:: functions) for the same reason.
+// No include guard on purpose: for_each_isa.h compiles this file once per instruction set, each
+// time inside its own namespace (MVSCAN_ISA) and target options, so the AVX2 and the baseline
+// builds of the same template never meet at link time. Code here calls nothing but inline math,
+// intrinsics and its own helpers (no std:: functions) for the same reason.
 //
 // Layout: per block, kLanes channels of one batch element. Buffers are [t][lane] for per-step
 // values and [n][lane] for per-state values, so every inner loop runs over lanes, contiguous.
@@ -14,102 +14,7 @@ namespace MVSCAN_ISA {
 
 constexpr int kLanes = MVSCAN_ISA_LANES;
 
-#define MVSCAN_LANES _Pragma("omp simd") for (int l = 0; l < kLanes; ++l)
-
-template <typename acc_t>
-struct Bump {
-  acc_t* next;
-  acc_t* take(int64_t n) {
-    acc_t* p = next;
-    next += n;
-    return p;
-  }
-};
-
-template <typename acc_t>
-inline void zero(acc_t* p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = acc_t(0);
-}
-
-#if defined(MVSCAN_TILE_HEADER)
-#include MVSCAN_TILE_HEADER
-static_assert(SimdTile::kWidth == kLanes, "tile transposes must match the lane count");
-
-// Tile loads and stores through in-register transposes, for sequences contiguous along L:
-// kLanes rows of kLanes steps at a time; a shorter tail goes element by element.
-template <typename input_t>
-inline void load_tile_simd(const input_t* x, int64_t dim_stride, int lanes, int64_t T,
-                           float* buf) {
-  int64_t t = 0;
-  for (; t + kLanes <= T; t += kLanes) {
-    typename SimdTile::vec r[kLanes];
-    for (int l = 0; l < kLanes; ++l)
-      r[l] = l < lanes ? SimdTile::load_row(x + l * dim_stride + t) : SimdTile::zero();
-    SimdTile::transpose(r);
-    for (int i = 0; i < kLanes; ++i) SimdTile::store(buf + (t + i) * kLanes, r[i]);
-  }
-  for (; t < T; ++t)
-    for (int l = 0; l < kLanes; ++l)
-      buf[t * kLanes + l] = l < lanes ? static_cast<float>(x[l * dim_stride + t]) : 0.0f;
-}
-
-template <typename input_t>
-inline void store_tile_simd(input_t* x, int64_t row_stride, int lanes, int64_t T,
-                            const float* buf) {
-  int64_t t = 0;
-  for (; t + kLanes <= T; t += kLanes) {
-    typename SimdTile::vec r[kLanes];
-    for (int i = 0; i < kLanes; ++i) r[i] = SimdTile::load(buf + (t + i) * kLanes);
-    SimdTile::transpose(r);
-    for (int l = 0; l < lanes; ++l) SimdTile::store_row(x + l * row_stride + t, r[l]);
-  }
-  for (; t < T; ++t)
-    for (int l = 0; l < lanes; ++l)
-      x[l * row_stride + t] = static_cast<input_t>(buf[t * kLanes + l]);
-}
-#endif
-
-// Loads a (batch b, channels d0.., steps t0..t0+T) tile of a sequence tensor into buf[t][lane];
-// dead lanes and absent tensors read as zero.
-template <typename input_t, typename acc_t>
-inline void load_tile(const void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
-                      int64_t t0, int64_t T, acc_t* buf) {
-  if (base == nullptr) {
-    zero(buf, T * kLanes);
-    return;
-  }
-  const input_t* x = static_cast<const input_t*>(base) + b * s.batch + d0 * s.dim + t0 * s.len;
-#if defined(MVSCAN_TILE_HEADER)
-  if constexpr (std::is_same<acc_t, float>::value) {
-    if (s.len == 1) {
-      load_tile_simd(x, s.dim, lanes, T, buf);
-      return;
-    }
-  }
-#endif
-  zero(buf, T * kLanes);
-  for (int l = 0; l < lanes; ++l) {
-    const input_t* row = x + l * s.dim;
-    for (int64_t t = 0; t < T; ++t) buf[t * kLanes + l] = static_cast<acc_t>(row[t * s.len]);
-  }
-}
-
-// Stores buf[t][lane] into a contiguous (batch, dim, L) tensor.
-template <typename input_t, typename acc_t>
-inline void store_tile(void* base, int64_t dim, int64_t L, int64_t b, int64_t d0, int lanes,
-                       int64_t t0, int64_t T, const acc_t* buf) {
-  input_t* x = static_cast<input_t*>(base) + (b * dim + d0) * L + t0;
-#if defined(MVSCAN_TILE_HEADER)
-  if constexpr (std::is_same<acc_t, float>::value) {
-    store_tile_simd(x, L, lanes, T, buf);
-    return;
-  }
-#endif
-  for (int l = 0; l < lanes; ++l) {
-    input_t* row = x + l * L;
-    for (int64_t t = 0; t < T; ++t) row[t] = static_cast<input_t>(buf[t * kLanes + l]);
-  }
-}
+#include "tile_io.h"
 
 // Per-lane parameter vector: dst[lane] = src[(d0 + lane) * stride], zero for dead lanes.
 template <typename acc_t>
@@ -250,6 +155,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   const int64_t N = p.dstate, NW = N * kLanes, TC = kStateChunkLen;
   const BlockRef r = block_ref(p, geo, b, k);
   const bool has_z = p.z != nullptr;
+  const SeqStrides dense{p.dim * p.seqlen, p.seqlen, 1};  // the outputs are contiguous
   Bump<acc_t> ws{workspace};
   const BlockConsts<acc_t> kc = load_block_consts(p, r, ws);
   acc_t* h = ws.take(NW);
@@ -318,7 +224,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
         MVSCAN_LANES yt[l] = y0[l] + y1[l];
       }
     }
-    store_tile<input_t>(p.out, p.dim, p.seqlen, b, r.d0, r.lanes, t0, T, y_c);
+    store_tile<input_t>(p.out, dense, b, r.d0, r.lanes, t0, T, y_c);
     for (int l = 0; l < r.lanes; ++l) {
       acc_t* s = states + ((b * p.dim + r.d0 + l) * p.n_chunks + c) * N;
       for (int64_t n2 = 0; n2 < N; ++n2) s[n2] = h[n2 * kLanes + l];
@@ -368,6 +274,7 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
   const bool softplus = p.delta_softplus;
   const acc_t* states = static_cast<const acc_t*>(p.states);
   const acc_t* dstates = static_cast<const acc_t*>(bp.dstates);
+  const SeqStrides dense{p.dim * L, L, 1};  // the gradients are contiguous
 
   Bump<acc_t> ws{workspace};
   acc_t* h = ws.take(NW);
@@ -552,9 +459,9 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         }
         MVSCAN_LANES dbias_acc[l] += dd_c[o + l];
       }
-      store_tile<input_t>(bp.du, p.dim, L, b, r.d0, r.lanes, t0, T, du_c);
-      store_tile<input_t>(bp.ddelta, p.dim, L, b, r.d0, r.lanes, t0, T, dd_c);
-      if (has_z) store_tile<input_t>(bp.dz, p.dim, L, b, r.d0, r.lanes, t0, T, dz_c);
+      store_tile<input_t>(bp.du, dense, b, r.d0, r.lanes, t0, T, du_c);
+      store_tile<input_t>(bp.ddelta, dense, b, r.d0, r.lanes, t0, T, dd_c);
+      if (has_z) store_tile<input_t>(bp.dz, dense, b, r.d0, r.lanes, t0, T, dz_c);
     }
     flush(dBv, &dBv_group, bp.dB_part, p.B_groups);
     flush(dCv, &dCv_group, bp.dC_part, p.C_groups);

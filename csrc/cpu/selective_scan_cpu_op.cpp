@@ -4,11 +4,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <string>
 #include <tuple>
 
 #include "../selective_scan_params.h"
@@ -17,65 +15,7 @@
 namespace mvscan {
 namespace cpu {
 
-bool cpu_supports(CpuIsa isa) {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-  switch (isa) {
-    case CpuIsa::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case CpuIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
-    case CpuIsa::kBaseline:
-      return true;
-  }
-  return false;
-#else
-  return isa == CpuIsa::kBaseline;
-#endif
-}
-
 namespace {
-
-CpuIsa best_cpu_isa() {
-  for (CpuIsa isa : {CpuIsa::kAvx512, CpuIsa::kAvx2})
-    if (cpu_supports(isa)) return isa;
-  return CpuIsa::kBaseline;
-}
-
-// -1: no override.
-std::atomic<int> g_isa_override{-1};
-
-constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512"};
-
-}  // namespace
-
-CpuIsa active_cpu_isa() {
-  static const CpuIsa best = best_cpu_isa();
-  const int forced = g_isa_override.load();
-  return forced < 0 ? best : static_cast<CpuIsa>(forced);
-}
-
-namespace {
-
-// Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
-// best this CPU supports) and returns the one now active.
-std::string set_cpu_isa(const std::string& name) {
-  if (name.empty()) {
-    g_isa_override.store(-1);
-  } else {
-    int found = -1;
-    for (int i = 0; i < 3; ++i)
-      if (name == kIsaNames[i]) found = i;
-    TORCH_CHECK_VALUE(found >= 0, "mvscan: unknown CPU instruction set '", name,
-                      "'; expected one of baseline, avx2, avx512 (or '' for the best)");
-    TORCH_CHECK_VALUE(cpu_supports(static_cast<CpuIsa>(found)), "mvscan: this CPU (or build) ",
-                      "does not support the instruction set '", name, "'");
-    g_isa_override.store(found);
-  }
-  return kIsaNames[static_cast<int>(active_cpu_isa())];
-}
 
 template <typename Fn>
 void dispatch_input_type(at::ScalarType t, Fn&& fn) {
@@ -192,10 +132,6 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
 }
 
 }  // namespace
-
-TORCH_LIBRARY_FRAGMENT(mvscan, m) {
-  m.def("_set_cpu_isa(str name) -> str", &set_cpu_isa);
-}
 
 TORCH_LIBRARY_IMPL(mvscan, CPU, m) {
   m.impl("selective_scan_fwd", &selective_scan_fwd);
