@@ -25,4 +25,15 @@ TORCH_LIBRARY(mvscan, m) {
       "selective_scan_bwd(Tensor dout, Tensor? dstates, Tensor u, Tensor delta, Tensor A, "
       "Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, Tensor states, "
       "bool delta_softplus) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // out[b, c, t] = act(bias[c] + sum_k weight[c, k] * x[b, c, t + k - pad_left]), zero outside
+  // [0, L); act = silu when silu. weight (channels, K); out has x's dtype and length, and x's
+  // layout when x is dense channels-last (else contiguous).
+  m.def(
+      "depthwise_conv1d_fwd(Tensor x, Tensor weight, Tensor? bias, int pad_left, bool silu) "
+      "-> Tensor");
+  // Returns (dx, dweight, dbias); dbias is an empty (0,) tensor without bias.
+  m.def(
+      "depthwise_conv1d_bwd(Tensor dout, Tensor x, Tensor weight, Tensor? bias, int pad_left, "
+      "bool silu) -> (Tensor, Tensor, Tensor)");
 }

@@ -1,16 +1,20 @@
-"""mvscan: the selective scan (Mamba's core op) as a PyTorch operator with hand-written kernels.
+"""mvscan: the selective scan (Mamba's core op) and the depthwise conv1d around it, as PyTorch
+operators with hand-written kernels.
 
 ``from mvscan import selective_scan_fn`` is a drop-in for mamba_ssm's function of that name.
 """
 
+from .depthwise_conv import depthwise_conv1d
 from .ops import KERNEL_DEVICES, STATE_CHUNK_LEN, selective_scan
-from .reference import selective_scan_ref
+from .reference import depthwise_conv1d_ref, selective_scan_ref
 
 # mamba_ssm's name for the same function, so existing Mamba code swaps one import.
 selective_scan_fn = selective_scan
 
 __all__ = [
     "KERNEL_DEVICES",
+    "depthwise_conv1d",
+    "depthwise_conv1d_ref",
     "STATE_CHUNK_LEN",
     "selective_scan",
     "selective_scan_fn",

@@ -1,57 +1,33 @@
-"""The mvscan operators seen from Python: loading the compiled kernels, their fake (meta)
-implementations for torch.compile, their autograd, and the public ``selective_scan``."""
+"""The selective-scan operators seen from Python: their fake (meta) implementations for
+torch.compile, their autograd, and the public ``selective_scan``."""
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import Tensor
 
+from ._extension import EXTENSION_ERROR, acc_dtype, kernel_devices, warn_fallback
 from .reference import selective_scan_ref
 
 # Must equal kStateChunkLen in csrc/selective_scan.h: the forward saves the state at the end of
 # every chunk of this many steps (checked by the opcheck tests, which compare fake and real).
 STATE_CHUNK_LEN = 64
 
-try:
-    from . import _C  # noqa: F401  (loading the library registers torch.ops.mvscan.*)
-
-    _EXTENSION_ERROR: Exception | None = None
-except ImportError as exc:  # a source checkout that was never built, or a broken build
-    _EXTENSION_ERROR = exc
-
-
-def _compiled_devices() -> frozenset[str]:
-    if _EXTENSION_ERROR is not None:
-        return frozenset()
-    devices = {"cpu", "meta"}
-    has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
-    if has_kernel is not None and has_kernel("mvscan::selective_scan_fwd", "CUDA"):
-        devices.add("cuda")
-    return frozenset(devices)
-
-
-KERNEL_DEVICES: frozenset[str] = _compiled_devices()
-_warned_fallback: set[str] = set()
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::selective_scan_fwd")
 
 
 def n_state_chunks(seqlen: int) -> int:
     return (seqlen + STATE_CHUNK_LEN - 1) // STATE_CHUNK_LEN
 
 
-if _EXTENSION_ERROR is None:
+if EXTENSION_ERROR is None:
 
     @torch.library.register_fake("mvscan::selective_scan_fwd")
     def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         batch, dim, seqlen = u.shape
         out = u.new_empty((batch, dim, seqlen))
         states = u.new_empty(
-            (batch, dim, n_state_chunks(seqlen), A.shape[1]), dtype=_acc_dtype(u.dtype)
+            (batch, dim, n_state_chunks(seqlen), A.shape[1]), dtype=acc_dtype(u.dtype)
         )
         return out, states
 
@@ -59,7 +35,7 @@ if _EXTENSION_ERROR is None:
     def _selective_scan_bwd_fake(
         dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus
     ):
-        acc = _acc_dtype(u.dtype)
+        acc = acc_dtype(u.dtype)
 
         def grad_bc(BC):
             return BC.new_empty(BC.shape, dtype=u.dtype if BC.dim() > 2 else acc)
@@ -155,7 +131,7 @@ def selective_scan(
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")
     _check_same_device(u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     if u.device.type not in KERNEL_DEVICES:
-        _warn_fallback(u.device.type)
+        warn_fallback("mvscan.selective_scan", u.device.type)
         return selective_scan_ref(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
         )
@@ -165,19 +141,3 @@ def selective_scan(
     if return_last_state:
         return out, states[:, :, -1]
     return out
-
-
-def _warn_fallback(device_type: str) -> None:
-    if device_type in _warned_fallback:
-        return
-    _warned_fallback.add(device_type)
-    why = (
-        f"the compiled extension failed to load ({_EXTENSION_ERROR})"
-        if _EXTENSION_ERROR is not None
-        else f"no compiled kernel for {device_type!r} tensors"
-    )
-    warnings.warn(
-        f"mvscan.selective_scan: {why}; running the pure-PyTorch reference (slow).",
-        RuntimeWarning,
-        stacklevel=3,
-    )

@@ -1,6 +1,6 @@
-"""A pure-PyTorch selective scan: the fallback where no compiled kernel exists, and the baseline
-that benchmarks compare against. It walks the sequence step by step, like mamba_ssm's
-``selective_scan_ref``, and runs on any device autograd supports."""
+"""Pure-PyTorch versions of the mvscan operators: the fallback where no compiled kernel exists,
+and the baselines that benchmarks compare against. They run on any device autograd supports.
+The scan walks the sequence step by step, like mamba_ssm's ``selective_scan_ref``."""
 
 from __future__ import annotations
 
@@ -78,3 +78,27 @@ def selective_scan_ref(
         y = y * F.silu(z.to(acc))
     out = y.to(in_dtype)
     return (out, h) if return_last_state else out
+
+
+def conv_pad_left(width: int, padding: str) -> int:
+    """Zeros on the left for a kernel of this width: 'same' pads as F.conv1d(padding='same')
+    does ((K - 1) // 2 left, the rest right), 'causal' pads K - 1 on the left only."""
+    return width - 1 if padding == "causal" else (width - 1) // 2
+
+
+def depthwise_conv1d_ref(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    padding: str = "same",
+    activation: str | None = None,
+) -> Tensor:
+    """``mvscan.depthwise_conv1d`` as F.conv1d(groups=channels) + optional SiLU.
+
+    x: (batch, channels, L); weight: (channels, K) or (channels, 1, K); bias: (channels,)."""
+    channels = x.shape[1]
+    w = weight.reshape(channels, 1, -1).to(x.dtype)
+    left = conv_pad_left(w.shape[-1], padding)
+    y = F.conv1d(F.pad(x, (left, w.shape[-1] - 1 - left)), w,
+                 bias.to(x.dtype) if bias is not None else None, groups=channels)
+    return F.silu(y) if activation == "silu" else y

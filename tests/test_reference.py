@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mvscan
+import mvscan._extension
 import mvscan.ops
 from helpers import (REL_TOL, Case, all_errors, cotangents, make_inputs, oracle_results,
                      run_with_grads)
@@ -30,7 +31,7 @@ def test_fallback_runs_reference_with_a_warning(monkeypatch):
     """Where no compiled kernel exists for a device, the reference runs, and says so once."""
     inputs = make_inputs(Case(batch=2, dim=8, L=20, N=4))
     monkeypatch.setattr(mvscan.ops, "KERNEL_DEVICES", frozenset())
-    monkeypatch.setattr(mvscan.ops, "_warned_fallback", set())
+    monkeypatch.setattr(mvscan._extension, "_warned_fallback", set())
     with pytest.warns(RuntimeWarning, match="running the pure-PyTorch reference"):
         out = mvscan.selective_scan(**inputs, delta_softplus=True)
     torch.testing.assert_close(out, mvscan.selective_scan_ref(**inputs, delta_softplus=True))

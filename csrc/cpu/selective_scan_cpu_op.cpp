@@ -4,45 +4,16 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <limits>
 #include <tuple>
 
 #include "../selective_scan_params.h"
+#include "op_utils.h"
 #include "selective_scan_cpu.h"
 
 namespace mvscan {
 namespace cpu {
 
 namespace {
-
-template <typename Fn>
-void dispatch_input_type(at::ScalarType t, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(float{}); break;
-    case at::kDouble: fn(double{}); break;
-    case at::kHalf: fn(c10::Half{}); break;
-    case at::kBFloat16: fn(c10::BFloat16{}); break;
-    default: TORCH_CHECK_TYPE(false, "mvscan.selective_scan: unsupported dtype ", t);
-  }
-}
-
-// With MVSCAN_POISON_OUTPUTS=1 (the tests set it) every output starts as NaN, so an element a
-// kernel never writes cannot pass for a result.
-bool poison_outputs() {
-  static const bool poison = [] {
-    const char* v = std::getenv("MVSCAN_POISON_OUTPUTS");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return poison;
-}
-
-at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
-  if (poison_outputs()) t.fill_(std::numeric_limits<double>::quiet_NaN());
-  return t;
-}
 
 void check_cpu(const at::Tensor& u) {
   TORCH_CHECK_VALUE(u.device().is_cpu(), "mvscan.selective_scan: CPU kernel called with u on ",
@@ -62,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
   p.out = out.data_ptr();
   p.states = states.data_ptr();
   const CpuIsa isa = active_cpu_isa();
-  dispatch_input_type(u.scalar_type(), [&](auto tag) {
+  dispatch_input_type(u.scalar_type(), "mvscan.selective_scan", [&](auto tag) {
     selective_scan_fwd_cpu<decltype(tag)>(p, isa);
   });
   return {out, states};
@@ -119,7 +90,7 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
   bp.ddelta_bias_part = dbias_part.data_ptr();
   bp.dB_part = dB_part.data_ptr();
   bp.dC_part = dC_part.data_ptr();
-  dispatch_input_type(u.scalar_type(), [&](auto tag) {
+  dispatch_input_type(u.scalar_type(), "mvscan.selective_scan", [&](auto tag) {
     selective_scan_bwd_cpu<decltype(tag)>(bp, isa);
   });
 

@@ -1,0 +1,44 @@
+"""Loads the compiled kernels (mvscan._C) and tells which devices they cover."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (loading the library registers torch.ops.mvscan.*)
+
+    EXTENSION_ERROR: Exception | None = None
+except ImportError as exc:  # a source checkout that was never built, or a broken build
+    EXTENSION_ERROR = exc
+
+_warned_fallback: set[str] = set()
+
+
+def kernel_devices(op_name: str) -> frozenset[str]:
+    """Device types with a compiled kernel for op_name ('meta' runs the fake kernel)."""
+    if EXTENSION_ERROR is not None:
+        return frozenset()
+    devices = {"cpu", "meta"}
+    has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
+    if has_kernel is not None and has_kernel(op_name, "CUDA"):
+        devices.add("cuda")
+    return frozenset(devices)
+
+
+def warn_fallback(op: str, device_type: str) -> None:
+    """Warns once per (op, device) that the pure-PyTorch reference runs instead of a kernel."""
+    key = f"{op}:{device_type}"
+    if key in _warned_fallback:
+        return
+    _warned_fallback.add(key)
+    why = (f"the compiled extension failed to load ({EXTENSION_ERROR})"
+           if EXTENSION_ERROR is not None else f"no compiled kernel for {device_type!r} tensors")
+    warnings.warn(f"{op}: {why}; running the pure-PyTorch reference (slow).", RuntimeWarning,
+                  stacklevel=3)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation dtype of an input dtype: float64 for float64, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

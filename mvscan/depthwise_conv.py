@@ -1,0 +1,96 @@
+"""The depthwise conv1d operators seen from Python: fake kernels, autograd, and the public
+``depthwise_conv1d``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._extension import EXTENSION_ERROR, acc_dtype, kernel_devices, warn_fallback
+from .reference import conv_pad_left, depthwise_conv1d_ref
+
+KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
+PADDINGS = ("same", "causal")
+ACTIVATIONS = (None, "silu")
+
+
+def _empty_like_conv_input(x: Tensor) -> Tensor:
+    """Mirrors empty_like_conv_input in csrc/depthwise_conv1d_params.cpp: channels-last when x
+    is dense channels-last, contiguous otherwise."""
+    batch, channels, length = x.shape
+    if (channels > 1 and x.stride(1) == 1 and x.stride(2) == channels
+            and x.stride(0) == channels * length):
+        return x.new_empty((batch, length, channels)).transpose(1, 2)
+    return x.new_empty((batch, channels, length))
+
+
+if EXTENSION_ERROR is None:
+
+    @torch.library.register_fake("mvscan::depthwise_conv1d_fwd")
+    def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu):
+        return _empty_like_conv_input(x)
+
+    @torch.library.register_fake("mvscan::depthwise_conv1d_bwd")
+    def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu):
+        dbias = (bias.new_empty(bias.shape) if bias is not None
+                 else x.new_empty((0,), dtype=acc_dtype(x.dtype)))
+        return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias
+
+    def _setup_context(ctx, inputs, output):
+        x, weight, bias, pad_left, silu = inputs
+        ctx.save_for_backward(x, weight, bias)
+        ctx.pad_left, ctx.silu = pad_left, silu
+
+    def _backward(ctx, dout):
+        x, weight, bias = ctx.saved_tensors
+        dx, dweight, dbias = torch.ops.mvscan.depthwise_conv1d_bwd(
+            dout, x, weight, bias, ctx.pad_left, ctx.silu)
+        return dx, dweight, (dbias if bias is not None else None), None, None
+
+    torch.library.register_autograd(
+        "mvscan::depthwise_conv1d_fwd", _backward, setup_context=_setup_context)
+
+
+def depthwise_conv1d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    padding: str = "same",
+    activation: str | None = None,
+) -> Tensor:
+    """Depthwise 1-d convolution, optionally followed by SiLU, in one pass.
+
+    Equals ``F.conv1d(x, weight, bias, groups=channels, padding=...)`` (then ``F.silu``) in value
+    and gradients, with float32 accumulation.
+
+    Args:
+        x: (batch, channels, L), float32 / float16 / bfloat16 (float64 too). A (batch, L, channels)
+            tensor transposed to (batch, channels, L) is read in place, without a copy, and the
+            output then keeps that layout.
+        weight: (channels, K) or nn.Conv1d's (channels, 1, K), in x's dtype or float32; K from 1
+            to 32.
+        bias: (channels,) in x's dtype or float32, or None.
+        padding: "same" (as F.conv1d: (K - 1) // 2 zeros left, the rest right) or "causal"
+            (K - 1 zeros left).
+        activation: None or "silu".
+
+    Returns:
+        (batch, channels, L) in x's dtype. Differentiable w.r.t. x, weight and bias.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"mvscan.depthwise_conv1d: x must be a torch.Tensor, got {type(x).__name__}")
+    if padding not in PADDINGS:
+        raise ValueError(f"mvscan.depthwise_conv1d: padding must be one of {PADDINGS}, got {padding!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"mvscan.depthwise_conv1d: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if weight.dim() == 3:
+        if weight.shape[1] != 1:
+            raise ValueError("mvscan.depthwise_conv1d: a 3-d weight must be nn.Conv1d's depthwise "
+                             f"(channels, 1, K), got shape {tuple(weight.shape)}")
+        weight = weight.squeeze(1)
+    if x.device.type not in KERNEL_DEVICES:
+        warn_fallback("mvscan.depthwise_conv1d", x.device.type)
+        return depthwise_conv1d_ref(x, weight, bias, padding, activation)
+    return torch.ops.mvscan.depthwise_conv1d_fwd(
+        x, weight, bias, conv_pad_left(weight.shape[-1], padding), activation == "silu")
