@@ -42,3 +42,13 @@ def warn_fallback(op: str, device_type: str) -> None:
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """The accumulation dtype of an input dtype: float64 for float64, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_same_device(op: str, first: str, tensors: dict[str, torch.Tensor | None]) -> None:
+    """Raises a ValueError naming the first tensor not on the device of tensors[first]. Checked
+    before dispatch: a mix of real and meta tensors would otherwise reach the fake kernel."""
+    device = tensors[first].device
+    for name, t in tensors.items():
+        if t is not None and t.device != device:
+            raise ValueError(f"{op}: {name} is on {t.device} but {first} is on {device}; "
+                             "all tensors must be on one device")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._extension import EXTENSION_ERROR, acc_dtype, kernel_devices, warn_fallback
+from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices,
+                         warn_fallback)
 from .reference import conv_pad_left, depthwise_conv1d_ref
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
@@ -84,6 +85,7 @@ def depthwise_conv1d(
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"mvscan.depthwise_conv1d: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    check_same_device("mvscan.depthwise_conv1d", "x", dict(x=x, weight=weight, bias=bias))
     if weight.dim() == 3:
         if weight.shape[1] != 1:
             raise ValueError("mvscan.depthwise_conv1d: a 3-d weight must be nn.Conv1d's depthwise "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._extension import EXTENSION_ERROR, acc_dtype, kernel_devices, warn_fallback
+from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices,
+                         warn_fallback)
 from .reference import selective_scan_ref
 
 # Must equal kStateChunkLen in csrc/selective_scan.h: the forward saves the state at the end of
@@ -83,15 +84,6 @@ if EXTENSION_ERROR is None:
     )
 
 
-def _check_same_device(u: Tensor, **others: Tensor | None) -> None:
-    for name, t in others.items():
-        if t is not None and t.device != u.device:
-            raise ValueError(
-                f"mvscan.selective_scan: {name} is on {t.device} but u is on {u.device}; "
-                "all tensors must be on one device"
-            )
-
-
 def selective_scan(
     u: Tensor,
     delta: Tensor,
@@ -129,7 +121,8 @@ def selective_scan(
     """
     if not isinstance(u, Tensor):
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")
-    _check_same_device(u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    check_same_device("mvscan.selective_scan", "u", dict(u=u, delta=delta, A=A, B=B, C=C, D=D,
+                                                           z=z, delta_bias=delta_bias))
     if u.device.type not in KERNEL_DEVICES:
         warn_fallback("mvscan.selective_scan", u.device.type)
         return selective_scan_ref(

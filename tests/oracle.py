@@ -100,3 +100,41 @@ def backward(dout, dlast, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     ddelta_bias = ddelta.sum(axis=(0, 2)) if delta_bias is not None else None
     return dict(u=du, delta=ddelta, A=dA, B=reduce_bc_grad(dBx, B), C=reduce_bc_grad(dCx, C),
                 D=dD, z=dz, delta_bias=ddelta_bias)
+
+
+def conv_forward(x, weight, bias=None, pad_left=0, silu=False):
+    """Depthwise conv1d, float64: out[b,c,t] = act(bias[c] + sum_k w[c,k] x[b,c,t+k-pad_left]),
+    x zero outside [0, L). weight: (channels, K)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    batch, channels, L = x.shape
+    K = w.shape[1]
+    xp = np.zeros((batch, channels, L + K - 1))
+    xp[:, :, pad_left:pad_left + L] = x
+    pre = sum(w[None, :, k, None] * xp[:, :, k:k + L] for k in range(K))
+    if bias is not None:
+        pre = pre + np.asarray(bias, dtype=np.float64)[None, :, None]
+    return pre * _sigmoid(pre) if silu else pre
+
+
+def conv_backward(dout, x, weight, bias=None, pad_left=0, silu=False):
+    """Gradients (dx, dweight (channels, K), dbias or None) of <dout, conv_forward(...)>."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    g = np.asarray(dout, dtype=np.float64)
+    batch, channels, L = x.shape
+    K = w.shape[1]
+    if silu:
+        pre = conv_forward(x, w, bias, pad_left, silu=False)
+        s = _sigmoid(pre)
+        g = g * s * (1.0 + pre * (1.0 - s))
+    xp = np.zeros((batch, channels, L + K - 1))
+    xp[:, :, pad_left:pad_left + L] = x
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for k in range(K):
+        dxp[:, :, k:k + L] += w[None, :, k, None] * g
+        dw[:, k] = (g * xp[:, :, k:k + L]).sum(axis=(0, 2))
+    dx = dxp[:, :, pad_left:pad_left + L]
+    db = g.sum(axis=(0, 2)) if bias is not None else None
+    return dx, dw, db
