@@ -7,7 +7,7 @@
 
 #include "../depthwise_conv1d_params.h"
 #include "depthwise_conv1d_cpu.h"
-#include "op_utils.h"
+#include "../op_utils.h"
 
 namespace mvscan {
 namespace cpu {

@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "../selective_scan_params.h"
-#include "op_utils.h"
+#include "../op_utils.h"
 #include "selective_scan_cpu.h"
 
 namespace mvscan {

@@ -5,7 +5,6 @@
 #include <limits>
 
 namespace mvscan {
-namespace cpu {
 
 bool poison_outputs() {
   static const bool poison = [] {
@@ -20,5 +19,4 @@ at::Tensor poisoned(at::Tensor t) {
   return t;
 }
 
-}  // namespace cpu
 }  // namespace mvscan

@@ -1,4 +1,4 @@
-// Helpers shared by the CPU operator entry points: dtype dispatch and output allocation.
+// Helpers shared by the operator entry points (CPU and CUDA): dtype dispatch and outputs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -6,7 +6,6 @@
 #include <c10/util/Half.h>
 
 namespace mvscan {
-namespace cpu {
 
 // Calls fn(T{}) with T the C++ type of an input dtype.
 template <typename Fn>
@@ -31,5 +30,4 @@ inline at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& opt
   return poisoned(at::empty(sizes, options));
 }
 
-}  // namespace cpu
 }  // namespace mvscan
