@@ -3,17 +3,12 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include "op_utils.h"
+
 namespace mvscan {
 namespace {
 
 constexpr const char* kOp = "mvscan.depthwise_conv1d: ";
-
-ScalarKind kind_of(at::ScalarType t) {
-  return t == at::kFloat    ? ScalarKind::kFloat32
-         : t == at::kDouble ? ScalarKind::kFloat64
-         : t == at::kHalf   ? ScalarKind::kFloat16
-                            : ScalarKind::kBFloat16;
-}
 
 void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_type) {
   TORCH_CHECK_TYPE(t.scalar_type() == x_type || t.scalar_type() == at::kFloat, kOp, name,
@@ -21,10 +16,6 @@ void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_t
 }
 
 }  // namespace
-
-SeqStrides seq_strides_of(const at::Tensor& t) {
-  return SeqStrides{t.stride(0), t.stride(1), t.stride(2)};
-}
 
 at::Tensor empty_like_conv_input(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
@@ -69,7 +60,7 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
   p.width = K;
   p.pad_left = pad_left;
   p.silu = silu;
-  p.input_kind = kind_of(xt);
+  p.input_kind = scalar_kind_of(xt);
   p.x = x.data_ptr();
   p.x_strides = seq_strides_of(x);
   p.weight = weight.data_ptr();

@@ -19,6 +19,4 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
 // output transposed), contiguous otherwise. mvscan/ops.py's fake kernel follows the same rule.
 at::Tensor empty_like_conv_input(const at::Tensor& x);
 
-SeqStrides seq_strides_of(const at::Tensor& t);
-
 }  // namespace mvscan

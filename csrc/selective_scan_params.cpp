@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "op_utils.h"
+
 namespace mvscan {
 namespace {
 
@@ -30,10 +32,6 @@ void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected
                  const char* layout) {
   TORCH_CHECK_VALUE(t.sizes() == expected, kOp, name, " must have shape ", layout, " = ",
                     expected, ", got ", t.sizes());
-}
-
-SeqStrides seq_strides(const at::Tensor& t) {
-  return SeqStrides{t.stride(0), t.stride(1), t.stride(2)};
 }
 
 // Describes B or C (argument `name`) and checks it against the other arguments.
@@ -125,10 +123,7 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
   p.dstate = N;
   p.n_chunks = n_state_chunks(L);
   p.delta_softplus = delta_softplus;
-  p.input_kind = itype == at::kFloat    ? ScalarKind::kFloat32
-                 : itype == at::kDouble ? ScalarKind::kFloat64
-                 : itype == at::kHalf   ? ScalarKind::kFloat16
-                                        : ScalarKind::kBFloat16;
+  p.input_kind = scalar_kind_of(itype);
   describe_bc(B, "B", u, N, wtype, &p.B, &p.B_strides, &p.B_groups, &p.B_is_variable);
   describe_bc(C, "C", u, N, wtype, &p.C, &p.C_strides, &p.C_groups, &p.C_is_variable);
   check_channel_vector(D, "D", u, wtype);
@@ -140,9 +135,9 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
   }
 
   p.u = u.data_ptr();
-  p.u_strides = seq_strides(u);
+  p.u_strides = seq_strides_of(u);
   p.delta = delta.data_ptr();
-  p.delta_strides = seq_strides(delta);
+  p.delta_strides = seq_strides_of(delta);
   p.A = A.data_ptr();
   p.A_dim_stride = A.stride(0);
   p.A_state_stride = A.stride(1);
@@ -156,7 +151,7 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
   }
   if (z.has_value()) {
     p.z = z->data_ptr();
-    p.z_strides = seq_strides(*z);
+    p.z_strides = seq_strides_of(*z);
   }
   return p;
 }

@@ -80,7 +80,7 @@ selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dsta
 
   p.states = const_cast<void*>(states.data_ptr());
   bp.dout = dout.data_ptr();
-  bp.dout_strides = SeqStrides{dout.stride(0), dout.stride(1), dout.stride(2)};
+  bp.dout_strides = seq_strides_of(dout);
   bp.dstates = dstates_c.defined() ? dstates_c.data_ptr() : nullptr;
   bp.du = du.data_ptr();
   bp.ddelta = ddelta.data_ptr();
