@@ -15,7 +15,7 @@ def test_ci_runs_the_readme_test_command():
     commands = readme_commands()
     assert len(commands) == 2, "the README gives exactly two set-up commands"
     main_job, tests = commands
-    assert "python -m pytest" in tests and "mvscan.benchmark" in main_job
+    assert "python -m pytest" in tests and "python -m mambavision benchmark" in main_job
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci_lines, ".ci/run must run the README's test command verbatim"
 

@@ -1,0 +1,104 @@
+"""The mambavision command line. Invalid arguments give a one-line error and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from .benchmark import DTYPES, PATHS, BenchmarkConfig, format_table, run_benchmark, write_json
+from .configs import VARIANTS
+
+
+class UsageError(Exception):
+    pass
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="python -m mambavision")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("benchmark", help="images/sec on random inputs, mvscan vs reference")
+    bench.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
+    bench.add_argument("--batch-size", type=_positive, default=None,
+                       help="default: 8 on CPU, 128 on CUDA")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--dtype", choices=tuple(DTYPES), default=None,
+                       help="default: fp32 on CPU, fp16 (autocast) on CUDA")
+    bench.add_argument("--channels-last", action="store_true")
+    bench.add_argument("--compile", action="store_true", help="torch.compile each path")
+    bench.add_argument("--train", action="store_true",
+                       help="time forward + backward + optimizer step instead of inference")
+    bench.add_argument("--compare", default="reference",
+                       help="comma-separated paths to run beside mvscan (reference), or ''")
+    bench.add_argument("--image-size", type=_positive, default=None,
+                       help="default: the variant's resolution")
+    bench.add_argument("--warmup", type=_non_negative, default=2)
+    bench.add_argument("--repeats", type=_positive, default=None,
+                       help="timed runs per path (default: 10 on CPU, 50 on CUDA)")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> BenchmarkConfig:
+    if args.model not in VARIANTS:
+        raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but no CUDA GPU is visible to torch")
+    compare = [p.strip() for p in args.compare.split(",") if p.strip()]
+    unknown = [p for p in compare if p not in PATHS or p == "mvscan"]
+    if unknown:
+        raise UsageError(f"--compare: unknown path(s) {unknown}; available: reference")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (
+                os.path.exists(args.json) and not os.access(args.json, os.W_OK)):
+            raise UsageError(f"--json: cannot write {args.json}")
+    on_gpu = device == "cuda"
+    return BenchmarkConfig(
+        model=args.model, batch_size=args.batch_size or (128 if on_gpu else 8), device=device,
+        dtype=args.dtype or ("fp16" if on_gpu else "fp32"), channels_last=args.channels_last,
+        compile=args.compile, train=args.train, paths=["mvscan"] + compare,
+        image_size=args.image_size or VARIANTS[args.model].resolution, warmup=args.warmup,
+        repeats=args.repeats or (50 if on_gpu else 10))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve(args)
+    except UsageError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    report = run_benchmark(cfg)
+    print(format_table(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"results written to {args.json}")
+    return 0
