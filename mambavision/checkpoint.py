@@ -41,15 +41,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             with torch.serialization.safe_globals(SAFE_GLOBALS):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            lines = str(exc).splitlines()
+            culprit = next((l.strip() for l in lines if "GLOBAL" in l or "global" in l), None)
+            if culprit is None:  # not a pickle at all: garbage, or a truncated legacy file
+                raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or "
+                                      f"corrupt?): {lines[-1].strip() if lines else exc}") from None
             raise CheckpointError(
-                f"{path}: refusing to load a file that needs arbitrary unpickling ({first}). "
+                f"{path}: refusing to load a file that needs arbitrary unpickling ({culprit}). "
                 "Only tensors, containers and argparse.Namespace are accepted. If you trust the "
                 "file, load it with torch.load(..., weights_only=False) yourself and pass its "
                 "state_dict to model.load_state_dict.") from None
-        except (RuntimeError, EOFError, OSError) as exc:
+        except Exception as exc:  # torch.load fails on arbitrary bytes in many ways
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or "
-                                  f"corrupt?): {exc}") from None
+                                  f"corrupt?): {type(exc).__name__}: {exc}") from None
     return extract_state_dict(obj, path)
 
 

@@ -59,7 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=None,
                        help="timed runs per path (default: 10 on CPU, 50 on CUDA)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+    pred = sub.add_parser("predict", help="top-k ImageNet classes of an image")
+    pred.add_argument("image", help="an image file (Pillow reads it)")
+    pred.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
+    pred.add_argument("--checkpoint", required=True, help="a released checkpoint file")
+    pred.add_argument("--topk", type=_positive, default=5)
+    pred.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.model not in VARIANTS:
+        raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
+    for what, path in (("image", args.image), ("--checkpoint", args.checkpoint)):
+        if not os.path.isfile(path):
+            raise UsageError(f"{what}: no such file: {path}")
+    if args.topk > 1000:
+        raise UsageError(f"--topk must be at most 1000, got {args.topk}")
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise UsageError("predict needs Pillow: pip install pillow") from None
+    from PIL import UnidentifiedImageError
+
+    from .checkpoint import CheckpointError
+    from .predict import predict
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    if device == "auto":
+        device = "cpu"
+    try:
+        top = predict(args.image, args.model, args.checkpoint, args.topk, device)
+    except UnidentifiedImageError:
+        raise UsageError(f"image: not an image Pillow can read: {args.image}") from None
+    except CheckpointError as exc:
+        raise UsageError(f"--checkpoint: {exc}") from None
+    for name, prob in top:
+        print(f"{prob * 100:6.2f}%  {name}")
+    return 0
 
 
 def resolve(args: argparse.Namespace) -> BenchmarkConfig:
@@ -92,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "predict":
+            return run_predict(args)
         cfg = resolve(args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)

@@ -70,3 +70,63 @@ def test_bad_arguments_give_one_line_errors(args, message):
     assert message in res.stderr
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def checkpoint_and_image(tmp_path_factory):
+    import argparse
+
+    import torch
+    from PIL import Image
+
+    import mambavision
+
+    d = tmp_path_factory.mktemp("predict")
+    torch.manual_seed(0)
+    model = mambavision.create_model("mamba_vision_T")
+    ckpt = d / "mambavision_tiny_1k.pth.tar"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace()}, ckpt)
+    image = d / "cat.png"
+    gen = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (300, 400, 3), generator=gen, dtype=torch.uint8).numpy()
+    Image.fromarray(pixels).save(image)
+    return str(ckpt), str(image), model
+
+
+def test_predict_prints_topk(checkpoint_and_image):
+    ckpt, image, model = checkpoint_and_image
+    res = cli("predict", image, "--model", "mamba_vision_T", "--checkpoint", ckpt, "--topk", "3",
+              "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 3
+    probs = [float(l.split("%")[0]) for l in lines]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.0 + 1e-6
+    # the same preprocessing and model in-process give the same top class
+    from PIL import Image
+
+    from mambavision.predict import imagenet_classes, preprocess
+
+    import torch
+
+    with Image.open(image) as im, torch.inference_mode():
+        top = model.eval()(preprocess(im, model.pretrained_cfg)).softmax(-1)[0].argmax().item()
+    assert lines[0].split("%", 1)[1].strip() == imagenet_classes()[top]
+    assert len(imagenet_classes()) == 1000 and imagenet_classes()[281] == "tabby, tabby cat"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nope.png", "--checkpoint", "x.pth"], "image: no such file: nope.png"),
+    (["README.md", "--checkpoint", "README.md"], "image: not an image Pillow can read"),
+])
+def test_predict_errors(args, message):
+    res = cli("predict", *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_predict_bad_checkpoint(checkpoint_and_image, tmp_path):
+    _, image, _ = checkpoint_and_image
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    res = cli("predict", image, "--checkpoint", str(bad))
+    assert res.returncode == 2 and "--checkpoint:" in res.stderr and "Traceback" not in res.stderr
