@@ -108,9 +108,9 @@ def time_path(step, x, cfg: BenchmarkConfig, device: torch.device, label: str) -
     return times
 
 
-def run_benchmark(cfg: BenchmarkConfig) -> dict:
+def run_benchmark(cfg: BenchmarkConfig, models: dict[str, torch.nn.Module] | None = None) -> dict:
     device = torch.device(cfg.device)
-    models = build_models(cfg, device)
+    models = models if models is not None else build_models(cfg, device)
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     if cfg.channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -162,3 +162,42 @@ def format_table(report: dict) -> str:
 def write_json(report: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
+
+
+def sweep_batch_sizes(cfg: BenchmarkConfig) -> list[int]:
+    """The batch sizes a --plot measures: a quarter, half and all of --batch-size."""
+    return sorted({max(1, cfg.batch_size // 4), max(1, cfg.batch_size // 2), cfg.batch_size})
+
+
+def run_sweep(cfg: BenchmarkConfig) -> list[dict]:
+    """One report per batch size of sweep_batch_sizes, the models built once."""
+    models = build_models(cfg, torch.device(cfg.device))
+    reports = []
+    for batch in sweep_batch_sizes(cfg):
+        reports.append(run_benchmark(BenchmarkConfig(**{**asdict(cfg), "batch_size": batch}),
+                                     models))
+    return reports
+
+
+def write_plot(reports: list[dict], path: str) -> None:
+    """images/sec vs batch size, one line per path, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = reports[-1]["config"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    batches = [r["config"]["batch_size"] for r in reports]
+    for name in cfg["paths"]:
+        ips = [next(x for x in r["results"] if x["path"] == name)["images_per_s"] for r in reports]
+        ax.plot(batches, ips, marker="o", label=name)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s")
+    ax.set_xscale("log", base=2)
+    ax.set_title(f"{cfg['model']} on {cfg['device']} ({reports[-1]['device_name']}), {cfg['dtype']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)

@@ -8,7 +8,8 @@ import sys
 
 import torch
 
-from .benchmark import DTYPES, PATHS, BenchmarkConfig, format_table, run_benchmark, write_json
+from .benchmark import (DTYPES, PATHS, BenchmarkConfig, format_table, run_benchmark, run_sweep,
+                        write_json, write_plot)
 from .configs import VARIANTS
 
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=None,
                        help="timed runs per path (default: 10 on CPU, 50 on CUDA)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="also measure 1/4 and 1/2 of the batch size and plot images/sec vs "
+                            "batch size per path (needs matplotlib)")
 
     pred = sub.add_parser("predict", help="top-k ImageNet classes of an image")
     pred.add_argument("image", help="an image file (Pillow reads it)")
@@ -100,6 +104,13 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable(path: str) -> bool:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        return False
+    return not os.path.exists(path) or os.access(path, os.W_OK)
+
+
 def resolve(args: argparse.Namespace) -> BenchmarkConfig:
     if args.model not in VARIANTS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
@@ -112,11 +123,16 @@ def resolve(args: argparse.Namespace) -> BenchmarkConfig:
     unknown = [p for p in compare if p not in PATHS or p == "mvscan"]
     if unknown:
         raise UsageError(f"--compare: unknown path(s) {unknown}; available: reference")
-    if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (
-                os.path.exists(args.json) and not os.access(args.json, os.W_OK)):
-            raise UsageError(f"--json: cannot write {args.json}")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not writable(path):
+            raise UsageError(f"{flag}: cannot write {path}")
+    if args.plot:
+        if not args.plot.endswith(".png"):
+            raise UsageError(f"--plot: the file must end in .png, got {args.plot}")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
     on_gpu = device == "cuda"
     return BenchmarkConfig(
         model=args.model, batch_size=args.batch_size or (128 if on_gpu else 8), device=device,
@@ -136,8 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    report = run_benchmark(cfg)
-    print(format_table(report))
+    if args.plot:
+        reports = run_sweep(cfg)
+        for report in reports:
+            print(format_table(report))
+        write_plot(reports, args.plot)
+        print(f"plot written to {args.plot}")
+        report = dict(reports[-1], sweep=reports)
+    else:
+        report = run_benchmark(cfg)
+        print(format_table(report))
     if args.json:
         write_json(report, args.json)
         print(f"results written to {args.json}")

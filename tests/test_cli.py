@@ -130,3 +130,18 @@ def test_predict_bad_checkpoint(checkpoint_and_image, tmp_path):
     bad.write_bytes(b"garbage")
     res = cli("predict", image, "--checkpoint", str(bad))
     assert res.returncode == 2 and "--checkpoint:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_plot_writes_a_png(tmp_path):
+    plot, out = tmp_path / "ips.png", tmp_path / "sweep.json"
+    res = cli("benchmark", *TINY[:2], "--batch-size", "4", *TINY[4:], "--device", "cpu",
+              "--plot", str(plot), "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(out.read_text())
+    assert [r["config"]["batch_size"] for r in report["sweep"]] == [1, 2, 4]
+
+
+def test_plot_needs_png_name(tmp_path):
+    res = cli("benchmark", "--plot", str(tmp_path / "ips.jpg"))
+    assert res.returncode == 2 and "--plot: the file must end in .png" in res.stderr
