@@ -1,39 +1,96 @@
-"""CPU inference of MambaVision-T (batch 8, fp32, 224x224): the mvscan path vs the
-reference-scan path (F.conv1d + the pure-PyTorch scan) of the same weights, in one run."""
+"""Model images/sec: MambaVision variants through the mvscan and the reference-scan paths of
+the same weights, beside same-size timm peers (convnext_tiny, swin_tiny) when timm is installed.
+CPU rows: fp32 inference at batch 1 and 8. CUDA rows (skipped without a GPU): fp16 autocast,
+channels_last, batch 256, as in the paper's throughput setting."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
 
 import mambavision
 
-BACKENDS = ["reference", "mvscan"]  # reference first: the ratio needs it
+VARIANTS = ["mamba_vision_T", "mamba_vision_T2", "mamba_vision_S"]
+PEERS = ["convnext_tiny", "swin_tiny_patch4_window7_224"]
+HAVE_TIMM = importlib.util.find_spec("timm") is not None
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+_cache: dict[tuple, torch.nn.Module] = {}
 
 
-@pytest.fixture(scope="module")
-def models():
-    torch.manual_seed(0)
-    ours = mambavision.create_model("mamba_vision_T").eval()
-    ref = mambavision.create_model("mamba_vision_T", scan_backend="reference").eval()
-    ref.load_state_dict(ours.state_dict())
-    return {"mvscan": ours, "reference": ref}
+def mambavision_model(name: str, backend: str, device: str) -> torch.nn.Module:
+    """Both paths of a variant share the weights of the first one built."""
+    key = (name, backend, device)
+    if key not in _cache:
+        torch.manual_seed(0)
+        model = mambavision.create_model(name, scan_backend=backend)
+        twin = next((m for (n, _, d), m in _cache.items() if n == name and d == device), None)
+        if twin is not None:
+            model.load_state_dict(twin.state_dict())
+        _cache[key] = model.to(device).eval()
+    return _cache[key]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_mambavision_t_inference_cpu(benchmark, record_ratio, models, backend):
-    batch = 8
-    x = torch.randn(batch, 3, 224, 224)
-    model = models[backend]
+def peer_model(name: str, device: str) -> torch.nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False).to(device).eval()
+
+
+def measure(benchmark, record_ratio, model, group, backend, batch, device, dtype,
+            channels_last=False):
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
 
     def run():
-        with torch.inference_mode():
-            return model(x)
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype,
+                                                    enabled=dtype != torch.float32):
+            out = model(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
 
-    group = f"mambavision_T cpu fp32 inference b{batch}"
     benchmark.group = group
-    out = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(run, rounds=3 if device == "cpu" else 20, warmup_rounds=1)
     assert out.shape == (batch, 1000)
     record_ratio(group, backend)
     if not benchmark.disabled:
         benchmark.extra_info["images_per_s"] = round(batch / benchmark.stats.stats.median, 1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "mvscan"])  # reference first: the ratio
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_mambavision_cpu(benchmark, record_ratio, batch, name, backend):
+    measure(benchmark, record_ratio, mambavision_model(name, backend, "cpu"),
+            f"{name} cpu fp32 inference b{batch}", backend, batch, "cpu", torch.float32)
+
+
+@pytest.mark.skipif(not HAVE_TIMM, reason="timm peers need timm")
+@pytest.mark.parametrize("name", PEERS)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_peer_cpu(benchmark, record_ratio, batch, name):
+    measure(benchmark, record_ratio, peer_model(name, "cpu"), f"peers cpu fp32 inference b{batch}",
+            name, batch, "cpu", torch.float32)
+
+
+@GPU
+@pytest.mark.parametrize("backend", ["reference", "mvscan"])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_mambavision_cuda(benchmark, record_ratio, name, backend):
+    measure(benchmark, record_ratio, mambavision_model(name, backend, "cuda"),
+            f"{name} cuda fp16 channels_last inference b256", backend, 256, "cuda",
+            torch.float16, channels_last=True)
+
+
+@GPU
+@pytest.mark.skipif(not HAVE_TIMM, reason="timm peers need timm")
+@pytest.mark.parametrize("name", PEERS)
+def test_peer_cuda(benchmark, record_ratio, name):
+    measure(benchmark, record_ratio, peer_model(name, "cuda"),
+            "peers cuda fp16 channels_last inference b256", name, 256, "cuda", torch.float16,
+            channels_last=True)
