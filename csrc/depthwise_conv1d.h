@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "selective_scan.h"  // SeqStrides, ScalarKind
+#include "selective_scan.h"  // SeqStrides
 
 namespace mvscan {
 
@@ -17,7 +17,6 @@ constexpr int64_t kMaxConvWidth = 32;
 struct DepthwiseConv1dParams {
   int64_t batch = 0, channels = 0, seqlen = 0, width = 0, pad_left = 0;
   bool silu = false;
-  ScalarKind input_kind = ScalarKind::kFloat32;
   // weight and bias hold float32 or x's dtype (float32 weights under autocast).
   bool weight_is_float32 = false, bias_is_float32 = false;
 

@@ -60,7 +60,6 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
   p.width = K;
   p.pad_left = pad_left;
   p.silu = silu;
-  p.input_kind = scalar_kind_of(xt);
   p.x = x.data_ptr();
   p.x_strides = seq_strides_of(x);
   p.weight = weight.data_ptr();

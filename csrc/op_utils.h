@@ -5,7 +5,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include "selective_scan.h"  // SeqStrides, ScalarKind
+#include "selective_scan.h"  // SeqStrides
 
 namespace mvscan {
 
@@ -24,14 +24,6 @@ void dispatch_input_type(at::ScalarType t, const char* op, Fn&& fn) {
 // The strides of a (batch, channels, L) tensor.
 inline SeqStrides seq_strides_of(const at::Tensor& t) {
   return SeqStrides{t.stride(0), t.stride(1), t.stride(2)};
-}
-
-// The kernels' name for an input dtype (one of float32, float64, float16, bfloat16).
-inline ScalarKind scalar_kind_of(at::ScalarType t) {
-  return t == at::kFloat    ? ScalarKind::kFloat32
-         : t == at::kDouble ? ScalarKind::kFloat64
-         : t == at::kHalf   ? ScalarKind::kFloat16
-                            : ScalarKind::kBFloat16;
 }
 
 // With MVSCAN_POISON_OUTPUTS=1 (the tests set it) every kernel output starts as NaN, so an

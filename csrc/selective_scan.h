@@ -30,8 +30,6 @@ struct BCStrides {
   int64_t batch = 0, group = 0, state = 0, len = 0;
 };
 
-enum class ScalarKind { kFloat32, kFloat64, kFloat16, kBFloat16 };
-
 struct SelectiveScanParams {
   int64_t batch = 0, dim = 0, seqlen = 0, dstate = 0;
   int64_t n_chunks = 0;
@@ -39,7 +37,6 @@ struct SelectiveScanParams {
   int64_t B_groups = 1, C_groups = 1;
   bool B_is_variable = false, C_is_variable = false;
   bool delta_softplus = false;
-  ScalarKind input_kind = ScalarKind::kFloat32;
 
   // Inputs; D, z and delta_bias are nullptr when absent. A, D, delta_bias and constant B/C hold
   // the accumulation type (float, or double for float64 inputs); u, delta, z and variable B/C

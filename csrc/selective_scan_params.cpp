@@ -123,7 +123,6 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
   p.dstate = N;
   p.n_chunks = n_state_chunks(L);
   p.delta_softplus = delta_softplus;
-  p.input_kind = scalar_kind_of(itype);
   describe_bc(B, "B", u, N, wtype, &p.B, &p.B_strides, &p.B_groups, &p.B_is_variable);
   describe_bc(C, "C", u, N, wtype, &p.C, &p.C_strides, &p.C_groups, &p.C_is_variable);
   check_channel_vector(D, "D", u, wtype);

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-import mvscan
+import mvscan  # noqa: F401  (loads the operators behind torch.ops.mvscan)
 import oracle
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -157,7 +157,3 @@ def cpu_isa(name: str):
         yield
     finally:
         torch.ops.mvscan._set_cpu_isa("")
-
-
-def scan(**kwargs):
-    return mvscan.selective_scan(**kwargs)
