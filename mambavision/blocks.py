@@ -125,7 +125,6 @@ class MambaVisionMixer(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """hidden_states: (batch, L, d_model) -> (batch, L, d_model)."""
-        batch, seqlen, _ = hidden_states.shape
         xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, d_inner, L), a view
         x, z = xz.chunk(2, dim=1)
         A = -torch.exp(self.A_log.float())
