@@ -17,6 +17,14 @@ void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_t
 
 }  // namespace
 
+void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout) {
+  TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
+                    "dout must have x's shape ", x.sizes(), " and device ", x.device(), ", got ",
+                    dout.sizes(), " on ", dout.device());
+  TORCH_CHECK_TYPE(dout.scalar_type() == x.scalar_type(), kOp, "dout must have x's dtype ",
+                   x.scalar_type(), ", got ", dout.scalar_type());
+}
+
 at::Tensor empty_like_conv_input(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
   const bool channels_last =

@@ -15,6 +15,9 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
                                                    const std::optional<at::Tensor>& bias,
                                                    int64_t pad_left, bool silu);
 
+// Checks the backward's dout against x: same shape, device and dtype.
+void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout);
+
 // An empty output shaped like x: channels-last when x is dense channels-last (as in_proj's
 // output transposed), contiguous otherwise. mvscan/ops.py's fake kernel follows the same rule.
 at::Tensor empty_like_conv_input(const at::Tensor& x);

@@ -218,3 +218,11 @@ def test_reference_matches_f_conv1d():
     for padding in ("same", "causal"):
         torch.testing.assert_close(mvscan.depthwise_conv1d_ref(x, w, b, padding, "silu"),
                                    torch_conv(x, w, b, padding, "silu"))
+
+
+def test_backward_op_checks_dout():
+    x, w = torch.randn(2, 4, 10), torch.randn(4, 3)
+    with pytest.raises(ERRORS, match=r"dout must have x's shape \[2, 4, 10\]"):
+        torch.ops.mvscan.depthwise_conv1d_bwd(torch.randn(2, 4, 9), x, w, None, 1, False)
+    with pytest.raises(ERRORS, match=r"dout must have x's dtype Float, got Double"):
+        torch.ops.mvscan.depthwise_conv1d_bwd(torch.randn(2, 4, 10).double(), x, w, None, 1, False)

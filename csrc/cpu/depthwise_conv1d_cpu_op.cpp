@@ -41,11 +41,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
   DepthwiseConv1dBwdParams bp;
   bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
   const DepthwiseConv1dParams& p = bp.fwd;
-  TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
-                    ": dout must have x's shape ", x.sizes(), " and device, got ", dout.sizes(),
-                    " on ", dout.device());
-  TORCH_CHECK_TYPE(dout.scalar_type() == x.scalar_type(), kOp, ": dout must have x's dtype ",
-                   x.scalar_type(), ", got ", dout.scalar_type());
+  check_depthwise_conv1d_dout(x, dout);
   const auto acc = x.options().dtype(x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
   at::Tensor dx = poisoned(empty_like_conv_input(x));
   at::Tensor dweight_part = new_output({p.batch, p.channels, p.width}, acc);
