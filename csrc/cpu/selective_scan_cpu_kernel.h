@@ -146,6 +146,35 @@ inline BlockConsts<acc_t> load_block_consts(const SelectiveScanParams& p, const 
   return k;
 }
 
+// A block's inputs for one chunk: [t][lane] tiles of u, delta + delta_bias (raw), the step
+// sizes dt and z, and [n][t] rows of a variable B and C.
+template <typename acc_t>
+struct ChunkInputs {
+  acc_t *u, *raw, *dt, *z, *B, *C;
+
+  static ChunkInputs take(Bump<acc_t>& ws, int64_t N) {
+    ChunkInputs c;
+    c.u = ws.take(kStateChunkLen * kLanes);
+    c.raw = ws.take(kStateChunkLen * kLanes);
+    c.dt = ws.take(kStateChunkLen * kLanes);
+    c.z = ws.take(kStateChunkLen * kLanes);
+    c.B = ws.take(kStateChunkLen * N);
+    c.C = ws.take(kStateChunkLen * N);
+    return c;
+  }
+
+  template <typename input_t>
+  void load(const SelectiveScanParams& p, const BlockRef& r, const acc_t* bias, int64_t b,
+            int64_t t0, int64_t T) {
+    load_tile<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u);
+    load_tile<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw);
+    load_tile<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z);
+    if (p.B_is_variable) load_bc_chunk<input_t>(p.B, p.B_strides, b, r.gB, t0, T, p.dstate, B);
+    if (p.C_is_variable) load_bc_chunk<input_t>(p.C, p.C_strides, b, r.gC, t0, T, p.dstate, C);
+    step_sizes(p.delta_softplus, bias, T, raw, dt);
+  }
+};
+
 // Forward of one block over the whole sequence. kScalarBC: B and C are both variable (see
 // StepBC).
 template <typename input_t, bool kScalarBC>
@@ -161,12 +190,10 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   acc_t* h = ws.take(NW);
   acc_t* Bt_buf = ws.take(NW);
   acc_t* Ct_buf = ws.take(NW);
-  acc_t* u_c = ws.take(TC * kLanes);
-  acc_t* raw_c = ws.take(TC * kLanes);
-  acc_t* dt_c = ws.take(TC * kLanes);
-  acc_t* z_c = ws.take(TC * kLanes);
-  acc_t* B_c = ws.take(TC * N);
-  acc_t* C_c = ws.take(TC * N);
+  ChunkInputs<acc_t> in = ChunkInputs<acc_t>::take(ws, N);
+  // Plain local pointers in the loops: through a struct, the vectoriser reloads them.
+  acc_t *const u_c = in.u, *const raw_c = in.raw, *const dt_c = in.dt, *const z_c = in.z;
+  acc_t *const B_c = in.B, *const C_c = in.C;
   acc_t* y_c = u_c;  // y_t overwrites u_t once step t is done
   zero(h, NW);
   // Plain locals, not struct fields, so the vectoriser sees them as loop invariants.
@@ -177,12 +204,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   for (int64_t c = 0; c < p.n_chunks; ++c) {
     const int64_t t0 = c * TC;
     const int64_t T = (p.seqlen - t0) < TC ? (p.seqlen - t0) : TC;
-    load_tile<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u_c);
-    load_tile<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw_c);
-    load_tile<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z_c);
-    if (p.B_is_variable) load_bc_chunk<input_t>(p.B, p.B_strides, b, r.gB, t0, T, N, B_c);
-    if (p.C_is_variable) load_bc_chunk<input_t>(p.C, p.C_strides, b, r.gC, t0, T, N, C_c);
-    step_sizes(p.delta_softplus, kc.bias, T, raw_c, dt_c);
+    in.template load<input_t>(p, r, kc.bias, b, t0, T);
 
     for (int64_t t = 0; t < T; ++t) {
       const auto Bt = step_bc<kScalarBC>(p.B_is_variable, kc.Bconst, B_c, t, N, Bt_buf);
@@ -281,17 +303,15 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
   acc_t* h_start = ws.take(NW);
   acc_t* Bt_buf = ws.take(NW);
   acc_t* Ct_buf = ws.take(NW);
-  acc_t* u_c = ws.take(TC * kLanes);
-  acc_t* raw_c = ws.take(TC * kLanes);
-  acc_t* dt_c = ws.take(TC * kLanes);
-  acc_t* z_c = ws.take(TC * kLanes);
+  ChunkInputs<acc_t> in = ChunkInputs<acc_t>::take(ws, N);
+  // Plain local pointers in the loops: through a struct, the vectoriser reloads them.
+  acc_t *const u_c = in.u, *const raw_c = in.raw, *const dt_c = in.dt, *const z_c = in.z;
+  acc_t *const B_c = in.B, *const C_c = in.C;
   acc_t* y_c = ws.take(TC * kLanes);
   acc_t* g_c = ws.take(TC * kLanes);  // dout, then the gradient w.r.t. y
   acc_t* du_c = ws.take(TC * kLanes);
   acc_t* dd_c = ws.take(TC * kLanes);
   acc_t* dz_c = ws.take(TC * kLanes);
-  acc_t* B_c = ws.take(TC * N);
-  acc_t* C_c = ws.take(TC * N);
   acc_t* a_c = ws.take(TC * NW);   // exp(dt_t A) for the chunk, [t][n][lane]
   acc_t* h_c = ws.take(TC * NW);   // h_t for the chunk, [t][n][lane]
   acc_t* dBv = ws.take(TC * NW);   // variable B: lane-wise gradient of the chunk's group
@@ -343,13 +363,8 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
       acc_t* dD_acc = gr.dD;
       acc_t* dbias_acc = gr.dbias;
 
-      load_tile<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u_c);
-      load_tile<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw_c);
-      load_tile<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z_c);
+      in.template load<input_t>(p, r, kc.bias, b, t0, T);
       load_tile<input_t>(bp.dout, bp.dout_strides, b, r.d0, r.lanes, t0, T, g_c);
-      if (p.B_is_variable) load_bc_chunk<input_t>(p.B, p.B_strides, b, r.gB, t0, T, N, B_c);
-      if (p.C_is_variable) load_bc_chunk<input_t>(p.C, p.C_strides, b, r.gC, t0, T, N, C_c);
-      step_sizes(p.delta_softplus, kc.bias, T, raw_c, dt_c);
 
       zero(h_start, NW);
       for (int l = 0; l < r.lanes; ++l) {
