@@ -1,0 +1,138 @@
+// A CPU stand-in for the few CUDA features the selective-scan kernels use, so that the tests can
+// run the kernels' own device code without a GPU: each CUDA thread of a block is a fiber
+// (ucontext) on one OS thread; __syncthreads and warp shuffles are barriers at which the fibers
+// yield. A barrier that not every thread of the block (or warp) reaches is reported as an error,
+// so divergent __syncthreads or shuffles fail loudly instead of hanging.
+//
+// What this does not check: memory races between threads (fibers switch only at barriers, so
+// they never interleave between two barriers), timing, and anything about real GPU hardware.
+// Include it after the torch headers and before the kernels.
+#pragma once
+
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __shared__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __align__(n) __attribute__((aligned(n)))
+
+struct EmulatedDim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+
+inline EmulatedDim3 threadIdx, blockIdx, blockDim;
+
+namespace cuda_emulator {
+
+enum class Wait { kRunning, kBlock, kWarp, kDone };
+
+struct Fiber {
+  ucontext_t ctx;
+  std::unique_ptr<char[]> stack;
+  Wait wait = Wait::kRunning;
+};
+
+struct Scheduler {
+  ucontext_t main_ctx;
+  std::vector<Fiber> fibers;
+  int current = -1;
+  std::function<void()> body;
+  std::vector<double> lanes;  // one slot per thread: values in flight through a shuffle
+};
+
+inline Scheduler sched;
+
+inline void yield_at(Wait w) {
+  Fiber& f = sched.fibers[sched.current];
+  f.wait = w;
+  swapcontext(&f.ctx, &sched.main_ctx);
+}
+
+inline void fiber_entry() {
+  sched.body();
+  sched.fibers[sched.current].wait = Wait::kDone;
+  // Returning resumes uc_link, the scheduler.
+}
+
+constexpr size_t kStackBytes = 256 * 1024;
+
+// Runs body() as `threads` CUDA threads of block `block`, until every thread returns.
+inline void run_block(int threads, unsigned block, std::function<void()> body) {
+  if (threads % 32 != 0) throw std::runtime_error("emulator: threads must be a multiple of 32");
+  blockIdx.x = block;
+  blockDim.x = static_cast<unsigned>(threads);
+  sched.body = std::move(body);
+  sched.fibers.clear();
+  sched.fibers.resize(threads);
+  sched.lanes.assign(threads, 0.0);
+  for (Fiber& f : sched.fibers) {
+    f.stack.reset(new char[kStackBytes]);
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.get();
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = &sched.main_ctx;
+    makecontext(&f.ctx, fiber_entry, 0);
+    f.wait = Wait::kRunning;
+  }
+  for (;;) {
+    for (int i = 0; i < threads; ++i) {
+      if (sched.fibers[i].wait != Wait::kRunning) continue;
+      sched.current = i;
+      threadIdx.x = static_cast<unsigned>(i);
+      swapcontext(&sched.main_ctx, &sched.fibers[i].ctx);
+    }
+    int done = 0, at_block = 0;
+    for (const Fiber& f : sched.fibers) {
+      done += f.wait == Wait::kDone;
+      at_block += f.wait == Wait::kBlock;
+    }
+    if (done == threads) return;
+    if (at_block == threads) {
+      for (Fiber& f : sched.fibers) f.wait = Wait::kRunning;
+      continue;
+    }
+    bool released = false;
+    for (int w = 0; w < threads / 32; ++w) {
+      bool whole_warp = true;
+      for (int l = 0; l < 32; ++l) whole_warp &= sched.fibers[w * 32 + l].wait == Wait::kWarp;
+      if (!whole_warp) continue;
+      for (int l = 0; l < 32; ++l) sched.fibers[w * 32 + l].wait = Wait::kRunning;
+      released = true;
+    }
+    if (!released) {
+      throw std::runtime_error("emulator: block " + std::to_string(block) + ": " +
+                               std::to_string(done) + " threads returned, " +
+                               std::to_string(at_block) +
+                               " wait at __syncthreads, the rest at a warp shuffle: the "
+                               "threads do not reach the same barriers");
+    }
+  }
+}
+
+}  // namespace cuda_emulator
+
+inline void __syncthreads() { cuda_emulator::yield_at(cuda_emulator::Wait::kBlock); }
+
+// Every lane of the warp must call it, as with a full mask on a GPU.
+template <typename T>
+T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
+  using cuda_emulator::sched;
+  const int tid = sched.current;
+  sched.lanes[tid] = static_cast<double>(v);
+  cuda_emulator::yield_at(cuda_emulator::Wait::kWarp);  // every lane has written
+  const T r = static_cast<T>(sched.lanes[(tid & ~31) | ((tid & 31) ^ lane_mask)]);
+  cuda_emulator::yield_at(cuda_emulator::Wait::kWarp);  // every lane has read
+  return r;
+}

@@ -1,0 +1,88 @@
+// The CUDA selective-scan kernels (csrc/cuda/selective_scan_cuda_kernels.cuh) and their host
+// driver, run on CPU tensors through cuda_emulator.h. Built by tests/test_selective_scan_cuda_emulated.py
+// with torch.utils.cpp_extension; exposes selective_scan_fwd / selective_scan_bwd with the
+// signatures of torch.ops.mvscan.*.
+#include <torch/extension.h>
+
+#include <cstring>
+
+#include "cuda_emulator.h"
+
+namespace mvscan {
+namespace cuda {
+// The kernels' `extern __shared__` buffer. Blocks run one after another, so one buffer serves all.
+constexpr size_t kEmulatedSmemBytes = 227 * 1024;  // an H100's per-block limit
+alignas(16) unsigned char smem_raw[kEmulatedSmemBytes];
+}  // namespace cuda
+}  // namespace mvscan
+
+#include "cuda/selective_scan_cuda_driver.h"
+#include "cuda/selective_scan_cuda_kernels.cuh"
+
+namespace mvscan {
+namespace cuda {
+namespace {
+
+// Every block starts with shared memory full of NaN bytes, so reading a slot no thread wrote
+// shows up in the results.
+template <typename Kernel>
+void run_grid(const ScanGeometry& geo, Kernel&& kernel) {
+  for (int64_t blk = 0; blk < geo.n_blocks; ++blk) {
+    std::memset(smem_raw, 0xff, geo.smem_bytes);
+    cuda_emulator::run_block(geo.threads, static_cast<unsigned>(blk), kernel);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& u, const at::Tensor& delta,
+                                       const at::Tensor& A, const at::Tensor& B,
+                                       const at::Tensor& C, const std::optional<at::Tensor>& D,
+                                       const std::optional<at::Tensor>& z,
+                                       const std::optional<at::Tensor>& delta_bias,
+                                       bool delta_softplus) {
+  return selective_scan_fwd_driver(
+      u, delta, A, B, C, D, z, delta_bias, delta_softplus, kEmulatedSmemBytes,
+      [&](auto tag, const SelectiveScanParams& p, const ScanGeometry& geo) {
+        using input_t = decltype(tag);
+        run_grid(geo, [&] { selective_scan_fwd_kernel<input_t>(p, geo); });
+      });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+           at::Tensor>
+bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dstates, const at::Tensor& u,
+    const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+    const std::optional<at::Tensor>& delta_bias, const at::Tensor& states, bool delta_softplus) {
+  return selective_scan_bwd_driver(
+      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+      kEmulatedSmemBytes,
+      [&](auto tag, const SelectiveScanBwdParams& bp, const ScanGeometry& geo) {
+        using input_t = decltype(tag);
+        run_grid(geo, [&] { selective_scan_bwd_kernel<input_t>(bp, geo); });
+      });
+}
+
+// The launch geometry, for tests that pick shapes exercising each code path.
+std::map<std::string, int64_t> geometry(const at::Tensor& u, const at::Tensor& delta,
+                                        const at::Tensor& A, const at::Tensor& B,
+                                        const at::Tensor& C, bool backward) {
+  const SelectiveScanParams p = make_selective_scan_params(u, delta, A, B, C, std::nullopt,
+                                                           std::nullopt, std::nullopt, false);
+  const ScanGeometry g = scan_geometry(p, backward, acc_size_of(u));
+  return {{"lanes_per_row", g.lanes_per_row}, {"threads", g.threads},
+          {"rows_per_block", g.rows_per_block}, {"cell", g.cell},
+          {"n_blocks", g.n_blocks},           {"B_parts", g.B_parts},
+          {"C_parts", g.C_parts},             {"stage_B", g.stage_B},
+          {"stage_C", g.stage_C},             {"direct_bc_grads", g.direct_bc_grads},
+          {"smem_bytes", static_cast<int64_t>(g.smem_bytes)}};
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace mvscan
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("selective_scan_fwd", &mvscan::cuda::fwd);
+  m.def("selective_scan_bwd", &mvscan::cuda::bwd);
+  m.def("geometry", &mvscan::cuda::geometry);
+}

@@ -1,0 +1,151 @@
+"""The CUDA selective-scan kernels' own device code, run on CPU through a fiber emulation of CUDA
+threads (tests/cuda_emulation/), against the CPU kernel.
+
+This runs everywhere, GPU or not: it checks the kernels' indexing, chunking, shared-memory
+layout, shuffle reductions, barrier placement (a divergent __syncthreads or shuffle raises) and
+math, including the host driver's allocation and final reductions. It cannot see memory races
+or anything about real hardware: tests/test_selective_scan_cuda.py does that on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch.utils import cpp_extension
+
+from helpers import Case, cotangents, make_inputs, rel_err
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARG_ORDER = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+GRAD_NAMES = ("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias")
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    """The emulated kernels as an extension, built once (about 25 s on 2 cores)."""
+    build_dir = os.path.join(ROOT, "build", "cuda_emulation")
+    os.makedirs(build_dir, exist_ok=True)
+    return cpp_extension.load(
+        name="mvscan_cuda_emulation",
+        sources=[os.path.join(ROOT, "tests", "cuda_emulation", "selective_scan_emulated.cpp"),
+                 os.path.join(ROOT, "csrc", "selective_scan_params.cpp"),
+                 os.path.join(ROOT, "csrc", "op_utils.cpp")],
+        extra_include_paths=[os.path.join(ROOT, "csrc")],
+        extra_cflags=["-O2"],
+        build_directory=build_dir,
+    )
+
+
+def op_args(case: Case, seed: int = 0):
+    inputs = make_inputs(case, seed)
+    return [inputs[k] for k in ARG_ORDER]
+
+
+def run_ops(fwd, bwd, args, softplus: bool, seed: int = 1):
+    """out, states and every gradient of one op implementation, with a cotangent for every
+    saved state (so each chunk boundary's gradient path is exercised)."""
+    out, states = fwd(*args, softplus)
+    dout, _ = cotangents(dict(zip(ARG_ORDER, args)), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    dstates = torch.randn(states.shape, generator=g, dtype=torch.float64).to(states.dtype)
+    grads = bwd(dout, dstates, *args, states, softplus)
+    return out, states, dict(zip(GRAD_NAMES, grads))
+
+
+def compare(got, ref, tol: float, what: str):
+    out, states, grads = got
+    r_out, r_states, r_grads = ref
+    assert rel_err(out, r_out) <= tol, f"{what}: out"
+    assert rel_err(states, r_states) <= tol, f"{what}: states"
+    for name, r in r_grads.items():
+        assert grads[name].shape == r.shape and grads[name].dtype == r.dtype, f"{what}: {name}"
+        if r.numel():
+            assert rel_err(grads[name], r) <= tol, f"{what}: {name}"
+
+
+# Shapes chosen to reach every code path of the kernels; `expect` pins the geometry that makes
+# each one worth having.
+CASES = [
+    (Case(batch=2, dim=20, L=49, N=8), dict(rows_per_block=16, stage_B=1, stage_C=1)),
+    (Case(batch=2, dim=20, L=130, N=8, B_kind="grouped", C_kind="grouped", B_groups=2,
+          C_groups=4), dict(cell=5, n_blocks=8, B_parts=2, C_parts=1)),
+    (Case(batch=1, dim=6, L=200, N=16, B_kind="constant"), dict(rows_per_block=8, stage_B=0)),
+    (Case(batch=2, dim=5, L=70, N=1, C_kind="constant"), dict(lanes_per_row=8)),
+    (Case(batch=2, dim=33, L=64, N=32, B_kind="constant", C_kind="constant"),
+     dict(lanes_per_row=32, rows_per_block=4)),
+    (Case(batch=1, dim=3, L=65, N=40, C_kind="grouped", C_groups=3),
+     dict(lanes_per_row=64, rows_per_block=2, stage_B=0, direct_bc_grads=0)),
+    (Case(batch=1, dim=2, L=66, N=100, B_kind="grouped", B_groups=2),
+     dict(lanes_per_row=128, direct_bc_grads=1)),
+    (Case(batch=1, dim=2, L=20, N=256), dict(threads=256, rows_per_block=1)),
+    (Case(batch=3, dim=4, L=1, N=8), dict(n_blocks=3)),
+]
+
+
+def check_geometry(emulated, case: Case, expect: dict):
+    u, delta, A, B, C = op_args(case)[:5]
+    geo = emulated.geometry(u, delta, A, B, C, True)
+    for key, value in expect.items():
+        assert geo[key] == value, f"{key}: {geo[key]} != {value}"
+
+
+@pytest.mark.parametrize("case,expect", CASES, ids=[f"N{c.N}-L{c.L}-{c.B_kind}-{c.C_kind}"
+                                                   for c, _ in CASES])
+def test_emulated_matches_cpu_kernel_fp64(emulated, case, expect):
+    check_geometry(emulated, case, expect)
+    case = Case(**{**case.__dict__, "dtype": torch.float64})
+    args = op_args(case)
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, args, case.softplus)
+    ref = run_ops(torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd, args,
+                  case.softplus)
+    compare(got, ref, 1e-12, str(case))
+
+
+@pytest.mark.parametrize("options", [(False, False, False, False), (True, False, True, False),
+                                     (False, True, False, True)])
+def test_emulated_options_fp32(emulated, options):
+    D, z, delta_bias, softplus = options
+    case = Case(batch=2, dim=20, L=100, N=8, D=D, z=z, delta_bias=delta_bias, softplus=softplus)
+    args = op_args(case)
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, args, softplus)
+    ref = run_ops(torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd, args,
+                  softplus)
+    compare(got, ref, 1e-5, str(case))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_emulated_low_precision(emulated, dtype):
+    """Same inputs in the same dtype as the CPU kernel: both accumulate in float32 and round
+    once, so they differ by output rounding only."""
+    case = Case(batch=2, dim=20, L=70, N=16, dtype=dtype)
+    args = op_args(case)
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, args, True)
+    ref = run_ops(torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd, args,
+                  True)
+    compare(got, ref, 1e-2 if dtype == torch.bfloat16 else 2e-3, str(case))
+
+
+def test_emulated_non_contiguous_equals_contiguous(emulated):
+    """Channels-contiguous u/delta/z (as MambaVision's mixer produces them) and a transposed B
+    read through their strides give bit-identical results."""
+    case = Case(batch=2, dim=20, L=70, N=8, B_kind="grouped", B_groups=2)
+    args = op_args(case)
+    strided = list(args)
+    for i in (0, 1, 6):  # u, delta, z
+        strided[i] = args[i].transpose(1, 2).contiguous().transpose(1, 2)
+    strided[3] = args[3].transpose(2, 3).contiguous().transpose(2, 3)
+    assert not strided[0].is_contiguous() and not strided[3].is_contiguous()
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, strided, True)
+    ref = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, args, True)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    for name in GRAD_NAMES:
+        assert torch.equal(got[2][name], ref[2][name]), name
+
+
+def test_emulated_checks_arguments(emulated):
+    """The CUDA driver runs the same argument checks as the CPU op."""
+    args = op_args(Case())
+    with pytest.raises(ValueError, match="delta must have shape"):
+        emulated.selective_scan_fwd(args[0], args[1][:, :, :-1], *args[2:], True)
