@@ -1,5 +1,5 @@
 """Collects each benchmark's median and prints, per group, every backend's speed relative to
-the reference measured in the same run."""
+the reference (and to mamba_ssm, where it ran) measured in the same run."""
 
 from __future__ import annotations
 
@@ -12,21 +12,24 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 _medians: dict[str, dict[str, float]] = defaultdict(dict)
+# Backends others are compared with, when measured earlier in the same group.
+PEERS = ("reference", "mamba_ssm")
 
 
 @pytest.fixture
 def record_ratio(benchmark):
     """Call with (group, backend) after `benchmark(...)`: stores the median and, for a backend
-    other than the reference, its speedup over the reference into extra_info."""
+    other than a peer, its speedup over each peer measured before it into extra_info."""
 
     def record(group: str, backend: str) -> None:
         if benchmark.disabled or benchmark.stats is None:
             return
         median = benchmark.stats.stats.median
         _medians[group][backend] = median
-        ref = _medians[group].get("reference")
-        if backend != "reference" and ref is not None:
-            benchmark.extra_info["speedup_vs_reference"] = round(ref / median, 2)
+        for peer in PEERS:
+            peer_median = _medians[group].get(peer)
+            if backend != peer and peer_median is not None:
+                benchmark.extra_info[f"speedup_vs_{peer}"] = round(peer_median / median, 2)
         benchmark.extra_info["median_ms"] = round(median * 1e3, 4)
 
     return record
@@ -37,8 +40,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("speed relative to the reference (same run, median)")
     for group, rows in _medians.items():
-        ref = rows.get("reference")
+        ref, mamba = rows.get("reference"), rows.get("mamba_ssm")
         for backend, median in rows.items():
             ratio = f"{ref / median:8.1f}x" if ref else "        -"
+            vs_mamba = f" {mamba / median:6.2f}x vs mamba_ssm" if mamba else ""
             terminalreporter.write_line(
-                f"{group:48} {backend:10} {median * 1e3:10.3f} ms {ratio}")
+                f"{group:48} {backend:10} {median * 1e3:10.3f} ms {ratio}{vs_mamba}")

@@ -118,6 +118,10 @@ def selective_scan(
     Differentiable w.r.t. every tensor argument. State and accumulation are float32 (float64 for
     float64 inputs). Devices without a compiled kernel run ``selective_scan_ref`` (with a
     warning), which computes the same function step by step.
+
+    CUDA tensors run hand-written kernels (csrc/cuda/) that are compiled but have not yet run
+    on a GPU: their device code is tested on CPU through an emulation of CUDA threads, and
+    tests/test_selective_scan_cuda.py checks them on a real GPU where one is present.
     """
     if not isinstance(u, Tensor):
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU machine with no network and its own torch: build in place for this GPU,
-# run the whole test suite with CUDA, run compute-sanitizer on small CUDA ops, run the
-# benchmarks, and print a results table. Results go to $OUT (default ./gpu_check_out).
+# run the whole test suite with CUDA, run compute-sanitizer on small CUDA ops (scan and conv),
+# run the CUDA benchmarks, and print a results table. Results go to $OUT (default
+# ./gpu_check_out). Aim: under 10 minutes on an H100 with 16 cores.
 #   bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,15 +26,31 @@ echo "== tests (CUDA tests included)"
 MVSCAN_POISON_OUTPUTS=1 python -m pytest tests -q -rs -p no:cacheprovider \
   --junitxml="$OUT/tests.xml" 2>&1 | tee "$OUT/tests.log" | tail -15 || status=1
 
-echo "== compute-sanitizer (memcheck, racecheck) on a small CUDA fwd+bwd"
+echo "== compute-sanitizer (memcheck, racecheck) on small CUDA fwd+bwd: scan and conv"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, mvscan
+# Depthwise conv on channels-contiguous input, fused SiLU.
 x = torch.randn(2, 37, 70, device="cuda").transpose(1, 2).contiguous().transpose(1, 2)
 x.requires_grad_(True)
 w = torch.randn(70, 3, device="cuda", requires_grad=True)
 b = torch.randn(70, device="cuda", requires_grad=True)
 y = mvscan.depthwise_conv1d(x.transpose(1, 2), w, b, "same", "silu")
 y.square().sum().backward()
+# Selective scan: two chunks plus a tail, a partial last block, every option, each B/C kind,
+# and N > 64 (one row per block).
+for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3, 16, 150)),
+                            (100, (3, 100, 150), (3, 2, 100, 150))]:
+    dim = 20
+    u = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
+    delta = (torch.rand(3, dim, 150, device="cuda") * 0.5).requires_grad_(True)
+    A = (-torch.rand(dim, N, device="cuda") - 0.1).requires_grad_(True)
+    B = torch.randn(*B_shape, device="cuda", requires_grad=True)
+    C = torch.randn(*C_shape, device="cuda", requires_grad=True)
+    D = torch.randn(dim, device="cuda", requires_grad=True)
+    z = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
+    bias = torch.randn(dim, device="cuda", requires_grad=True)
+    out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True)
+    (out.square().sum() + last.sum()).backward()
 torch.cuda.synchronize()
 print("sanitize case ok")
 PY
@@ -46,9 +63,21 @@ else
   echo "compute-sanitizer not found: skipped"
 fi
 
-echo "== benchmarks"
-python -m pytest benchmarks --benchmark-only -q -p no:cacheprovider \
-  --benchmark-json="$OUT/benchmarks.json" > "$OUT/benchmarks.log" 2>&1 || status=1
-sed -n '/speed relative to the reference/,/^---/p' "$OUT/benchmarks.log"
+echo "== CUDA benchmarks (scan, conv, MambaVision inference)"
+python -m pytest benchmarks/test_scan_cuda.py benchmarks/test_conv_cuda.py \
+  "benchmarks/test_model_cpu.py::test_mambavision_cuda" "benchmarks/test_model_cpu.py::test_peer_cuda" \
+  --benchmark-only -q -p no:cacheprovider --benchmark-json="$OUT/benchmarks.json" \
+  > "$OUT/benchmarks.log" 2>&1 || status=1
+sed -n '/speed relative to the reference/,/^=/p' "$OUT/benchmarks.log"
+python - "$OUT/benchmarks.json" <<'PY' || true
+import json, sys
+rows = json.load(open(sys.argv[1]))["benchmarks"]
+print(f"{'group':52} {'backend':10} {'median ms':>10} {'GB/s':>7}  ratios")
+for r in rows:
+    info = r.get("extra_info", {})
+    ratios = " ".join(f"{k[11:]}={v}x" for k, v in info.items() if k.startswith("speedup_vs_"))
+    print(f"{r['group']:52} {r['param'].split('-')[-1]:10} {r['stats']['median'] * 1e3:10.3f} "
+          f"{info.get('GB_per_s', ''):>7}  {ratios}")
+PY
 echo "results in $OUT (status $status)"
 exit $status
