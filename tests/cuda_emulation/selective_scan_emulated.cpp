@@ -24,12 +24,23 @@ namespace cuda {
 namespace {
 
 // Every block starts with shared memory full of NaN bytes, so reading a slot no thread wrote
-// shows up in the results.
+// shows up in the results; a guard band past the block's share must come back untouched.
+constexpr size_t kGuardBytes = 4096;
+constexpr unsigned char kGuard = 0xa5;
+
 template <typename Kernel>
 void run_grid(const ScanGeometry& geo, Kernel&& kernel) {
+  TORCH_CHECK(geo.smem_bytes + kGuardBytes <= kEmulatedSmemBytes, "emulator: ", geo.smem_bytes,
+              " bytes of shared memory leave no room for the guard band");
   for (int64_t blk = 0; blk < geo.n_blocks; ++blk) {
     std::memset(smem_raw, 0xff, geo.smem_bytes);
+    std::memset(smem_raw + geo.smem_bytes, kGuard, kGuardBytes);
     cuda_emulator::run_block(geo.threads, static_cast<unsigned>(blk), kernel);
+    for (size_t i = 0; i < kGuardBytes; ++i) {
+      TORCH_CHECK(smem_raw[geo.smem_bytes + i] == kGuard, "emulator: block ", blk,
+                  " wrote past its ", geo.smem_bytes, " bytes of shared memory (byte ",
+                  geo.smem_bytes + i, ")");
+    }
   }
 }
 
