@@ -149,3 +149,15 @@ def test_emulated_checks_arguments(emulated):
     args = op_args(Case())
     with pytest.raises(ValueError, match="delta must have shape"):
         emulated.selective_scan_fwd(args[0], args[1][:, :, :-1], *args[2:], True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dim,L,N", [(160, 196, 8), (320, 49, 8), (1536, 2048, 16)])
+def test_shared_memory_stays_small(emulated, dim, L, N, dtype):
+    """At MambaVision's and Mamba-LM's shapes a block needs at most 48 KiB of shared memory
+    (no opt-in; four backward blocks fit on an SM): occupancy hinges on it."""
+    inputs = make_inputs(Case(batch=1, dim=dim, L=L, N=N, dtype=dtype))
+    for backward in (False, True):
+        geo = emulated.geometry(inputs["u"], inputs["delta"], inputs["A"], inputs["B"],
+                                inputs["C"], backward)
+        assert geo["smem_bytes"] <= 48 * 1024, (backward, geo["smem_bytes"])

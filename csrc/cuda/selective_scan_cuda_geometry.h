@@ -39,10 +39,17 @@ struct ScanGeometry {
   size_t smem_bytes = 0;
 };
 
+// Steps staged in shared memory at a time: half a state chunk. Smaller tiles mean a smaller
+// shared-memory footprint per block (the backward keeps every state of a tile), so more blocks
+// fit on an SM; the backward re-derives the state entering the second tile of a chunk from the
+// chunk's saved state.
+constexpr int kTile = 32;
+static_assert(kStateChunkLen % kTile == 0, "a state chunk must be a whole number of tiles");
+
 // Offsets, in elements of the accumulation type, of a block's shared-memory buffers; a buffer the
-// pass does not use has size 0. Per-row buffers hold one 64-step chunk with a padded row stride
+// pass does not use has size 0. Per-row buffers hold one tile with a padded row stride
 // (kSmemRowStride) so that the rows of one warp fall in different banks.
-constexpr int kSmemRowStride = static_cast<int>(kStateChunkLen) + 1;
+constexpr int kSmemRowStride = kTile + 1;
 struct ScanSmem {
   int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, seg1 = 0, seg2 = 0, h = 0, dB = 0, dC = 0;
   int64_t total = 0;
@@ -50,7 +57,7 @@ struct ScanSmem {
 
 MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const ScanGeometry& geo,
                                              bool backward) {
-  const int64_t TC = kStateChunkLen;
+  const int64_t TC = kTile;
   const int64_t rows = geo.rows_per_block * kSmemRowStride;
   const int64_t segs = (geo.threads / geo.seg_lanes) * kSmemRowStride;
   const int64_t warp_grads = (geo.threads / 32) * TC * geo.seg_lanes;
@@ -58,8 +65,8 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
   ScanSmem s;
   s.u = 0;                                                    // u
   s.dt = s.u + rows;                                          // delta after bias and softplus
-  s.B = s.dt + rows;                                          // staged B chunk, [t][n]
-  s.C = s.B + (geo.stage_B ? TC * p.dstate : 0);              // staged C chunk, [t][n]
+  s.B = s.dt + rows;                                          // staged B tile, [t][n]  
+  s.C = s.B + (geo.stage_B ? TC * p.dstate : 0);              // staged C tile, [t][n]  
   s.seg1 = s.C + (geo.stage_C ? TC * p.dstate : 0);           // per-segment sums: y, then du
   int64_t end = s.seg1 + segs;
   if (backward) {

@@ -3,8 +3,9 @@
 // (tests/cuda_emulation/), which runs this very code with one fiber per CUDA thread.
 //
 // STATUS: compiled, not yet run on a GPU. These kernels were written and built on a machine
-// without one; no test of them has executed. tests/test_selective_scan_cuda.py checks them
-// against the float64 oracle and the CPU kernel when a GPU is present: run
+// without one; on real hardware nothing of them has executed. Their device code does run in the
+// tests on CPU, through tests/cuda_emulation/ (one fiber per CUDA thread), against the CPU
+// kernel; tests/test_selective_scan_cuda.py checks them on a GPU when one is present: run
 // scripts/gpu_check.sh on a GPU machine before trusting them.
 //
 // Design. One thread owns one state n of one row (batch b, channel d) and walks the row's steps
@@ -15,24 +16,26 @@
 //  - MambaVision's rows (L 49-1024, N 8, batch x dim = 10^4-10^5 rows): 16 rows per block gives
 //    thousands of blocks of independent rows, where one block per row (mamba_ssm) leaves most
 //    of an H100 idle for L < 128. A block's rows are consecutive channels of one batch sharing
-//    one B group and one C group, so a variable B/C chunk is staged once in shared memory for
+//    one B group and one C group, so a variable B/C tile is staged once in shared memory for
 //    all of them.
-//  - Long rows (L 2048-65536, N 16): the same kernel walks the row in chunks of 64 steps
-//    (kStateChunkLen); the state stays in a register across chunks and is saved at the end of
-//    each chunk, which is all the backward needs. Parallelism is batch x dim x N threads
-//    (2 x 10^5 for batch 8, dim 1536, N 16), enough to fill the GPU; a row is never split
-//    across blocks, so a handful of very long rows (batch x dim x N < ~5 x 10^4) would
-//    underuse it.
-//  Each chunk: the block loads u and delta (bias and softplus applied once per element, not per
+//  - Long rows (L 2048-65536, N 16): the same kernel walks the row tile after tile (kTile = 32
+//    steps); the state stays in a register throughout and is saved at the end of every state
+//    chunk (kStateChunkLen = 64 steps), which is all the backward needs. Parallelism is
+//    batch x dim x N threads (2 x 10^5 for batch 8, dim 1536, N 16), enough to fill the GPU; a
+//    row is never split across blocks, so a handful of very long rows (batch x dim x N below
+//    ~5 x 10^4) would underuse it.
+//  Each tile: the block loads u and delta (bias and softplus applied once per element, not per
 //  state) into shared memory with coalesced reads along whichever of L or channels is
 //  contiguous, the threads scan it, and the block writes out = (y + D u) silu(z) with coalesced
 //  stores.
-//  Backward, chunks in reverse: recompute the chunk's states from the saved state into shared
-//  memory, form dL/dy (through the gate), then run the adjoint lambda backwards. Sums over
-//  states (du, d delta) are shuffle butterflies; sums over the rows that share a variable B/C
-//  group go through a fixed-order shuffle + shared-memory tree into one partial slot per block,
-//  and the caller sums the slots with torch.sum. Every reduction has a fixed order: gradients
-//  are bit-identical run to run, with no atomics.
+//  Backward, chunks in reverse and each chunk's tiles in reverse: rebuild the state entering the
+//  tile from the chunk's saved state, recompute the tile's states into shared memory, form
+//  dL/dy (through the gate), then run the adjoint lambda backwards. Sums over states (du,
+//  d delta) are shuffle butterflies; sums over the rows that share a variable B/C group go
+//  through a fixed-order shuffle + shared-memory tree into one partial slot per block, and the
+//  caller sums the slots with torch.sum. Every reduction has a fixed order: gradients are
+//  bit-identical run to run, with no atomics. Shared memory per backward block at N = 8, fp32:
+//  about 39 KiB, so the backward's occupancy is set by registers, not shared memory.
 //  Float exp is exp2f on A pre-scaled by log2(e); float64 (for tests) uses exp.
 #pragma once
 
@@ -54,7 +57,6 @@ struct AccOf<double> {
   using type = double;
 };
 
-constexpr int kChunk = static_cast<int>(kStateChunkLen);
 constexpr int kMaxThreads = 256;  // threads = max(128, R) with R <= kMaxDState
 
 __device__ __forceinline__ float exp_dA(float dt, float /*A*/, float A_log2) {
@@ -284,10 +286,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   const input_t* z = static_cast<const input_t*>(p.z);
 
   acc_t h = 0;
-  for (int64_t c = 0; c < p.n_chunks; ++c) {
-    const int64_t t0 = c * kChunk;
-    const int T = static_cast<int>(L - t0 < kChunk ? L - t0 : kChunk);
-    __syncthreads();  // the previous chunk's readers are done with shared memory
+  for (int64_t t0 = 0; t0 < L; t0 += kTile) {
+    const int T = static_cast<int>(L - t0 < kTile ? L - t0 : kTile);
+    __syncthreads();  // the previous tile's readers are done with shared memory
     load_rows<input_t>(p.u, p.u_strides, br, geo.rows_per_block, t0, T, s_u);
     load_delta<input_t>(p, br, geo.rows_per_block, t0, T, s_dt, static_cast<acc_t*>(nullptr));
     if (geo.stage_B) stage_bc<input_t>(p.B, p.B_strides, br.b, br.gB, N, t0, T, s_B);
@@ -301,7 +302,11 @@ __global__ void __launch_bounds__(kMaxThreads)
       const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
       if (ts.seg_lane == 0) s_y[ts.seg * kSmemRowStride + t] = y;
     }
-    if (ts.active) states[((br.b * p.dim + ts.d) * p.n_chunks + c) * N + ts.n] = h;
+    const int64_t t_end = t0 + T;  // the state after step t_end - 1 ends a chunk: save it
+    if (ts.active && (t_end % kStateChunkLen == 0 || t_end == L)) {
+      const int64_t c = (t_end - 1) / kStateChunkLen;
+      states[((br.b * p.dim + ts.d) * p.n_chunks + c) * N + ts.n] = h;
+    }
     __syncthreads();
 
     for (int i = ts.tid; i < br.n_rows * T; i += blockDim.x) {
@@ -333,11 +338,11 @@ __device__ void flush_bc_grad(const acc_t* warp_sums, const ScanGeometry& geo, i
     const int n = i / T, t = i - n * T;
     acc_t v = 0;
     if (R <= 32) {
-      for (int w = 0; w < geo.threads / 32; ++w) v += warp_sums[(w * kChunk + t) * R + n];
+      for (int w = 0; w < geo.threads / 32; ++w) v += warp_sums[(w * kTile + t) * R + n];
     } else {
       for (int r = 0; r < geo.rows_per_block; ++r) {
         const int w = r * (R / 32) + n / 32;
-        v += warp_sums[(w * kChunk + t) * 32 + n % 32];
+        v += warp_sums[(w * kTile + t) * 32 + n % 32];
       }
     }
     slot[n * L + t] = v;
@@ -357,7 +362,9 @@ __device__ __forceinline__ void put_bc_grad(acc_t v, const ScanGeometry& geo, co
   }
   v = rows_in_warp_sum(v, geo.lanes_per_row);
   const int lane = ts.tid % 32;
-  if (lane < geo.lanes_per_row) warp_sums[((ts.tid / 32) * kChunk + t) * geo.seg_lanes + lane] = v;
+  if (lane < geo.lanes_per_row) {
+    warp_sums[((ts.tid / 32) * kTile + t) * geo.seg_lanes + lane] = v;
+  }
 }
 
 template <typename input_t>
@@ -417,106 +424,127 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t lam_carry = 0;  // exp(dt_{t+1} A) lambda_{t+1} from the step after the current one
   acc_t dA_acc = 0, dB_acc = 0, dC_acc = 0, dD_acc = 0, dbias_acc = 0;
   for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * kChunk;
-    const int T = static_cast<int>(L - t0 < kChunk ? L - t0 : kChunk);
-    __syncthreads();  // the previous chunk's readers are done with shared memory
-    load_rows<input_t>(p.u, p.u_strides, br, geo.rows_per_block, t0, T, s_u);
-    load_delta<input_t>(p, br, geo.rows_per_block, t0, T, s_dt, s_scale);
-    load_rows<input_t>(bp.dout, bp.dout_strides, br, geo.rows_per_block, t0, T, s_g);
-    if (geo.stage_B) stage_bc<input_t>(p.B, p.B_strides, br.b, br.gB, N, t0, T, s_B);
-    if (geo.stage_C) stage_bc<input_t>(p.C, p.C_strides, br.b, br.gC, N, t0, T, s_C);
-    acc_t h_start = 0;
+    const int64_t c0 = c * kStateChunkLen;
+    const int64_t c_len = L - c0 < kStateChunkLen ? L - c0 : kStateChunkLen;
+    const int n_tiles = static_cast<int>((c_len + kTile - 1) / kTile);
+    acc_t h_chunk = 0;  // the state entering the chunk: the previous chunk's saved state
     if (ts.active) {
-      if (c > 0) h_start = states[state_row + (c - 1) * N];
+      if (c > 0) h_chunk = states[state_row + (c - 1) * N];
       // states[c] is h at the chunk's last step: its gradient joins lambda there.
       if (dstates != nullptr) lam_carry += dstates[state_row + c * N];
     }
-    __syncthreads();
-
-    // Forward recomputation of the chunk's states (and of y, when the gate needs it).
-    acc_t h = h_start;
-    for (int t = 0; t < T; ++t) {
-      const acc_t dt = my_dt[t];
-      h = exp_dA(dt, A_n, A_log2) * h + dt * my_u[t] * Brd.at(t0, t);
-      s_h[t * threads + ts.tid] = h;
-      if (z != nullptr) {
-        const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
-        if (ts.seg_lane == 0) s_seg1[ts.seg * kSmemRowStride + t] = y;
+    for (int k = n_tiles - 1; k >= 0; --k) {
+      const int64_t t0 = c0 + static_cast<int64_t>(k) * kTile;
+      const int T = static_cast<int>(c_len - k * kTile < kTile ? c_len - k * kTile : kTile);
+      // The state entering tile k: run the recurrence from the chunk's start over tiles 0..k-1
+      // (all full tiles).
+      acc_t h_start = h_chunk;
+      for (int j = 0; j < k; ++j) {
+        const int64_t a0 = c0 + static_cast<int64_t>(j) * kTile;
+        __syncthreads();
+        load_rows<input_t>(p.u, p.u_strides, br, geo.rows_per_block, a0, kTile, s_u);
+        load_delta<input_t>(p, br, geo.rows_per_block, a0, kTile, s_dt,
+                            static_cast<acc_t*>(nullptr));
+        if (geo.stage_B) stage_bc<input_t>(p.B, p.B_strides, br.b, br.gB, N, a0, kTile, s_B);
+        __syncthreads();
+        for (int t = 0; t < kTile; ++t) {
+          const acc_t dt = my_dt[t];
+          h_start = exp_dA(dt, A_n, A_log2) * h_start + dt * my_u[t] * Brd.at(a0, t);
+        }
       }
-    }
-    if (z != nullptr) {
+      __syncthreads();  // the previous tile's readers are done with shared memory
+      load_rows<input_t>(p.u, p.u_strides, br, geo.rows_per_block, t0, T, s_u);
+      load_delta<input_t>(p, br, geo.rows_per_block, t0, T, s_dt, s_scale);
+      load_rows<input_t>(bp.dout, bp.dout_strides, br, geo.rows_per_block, t0, T, s_g);
+      if (geo.stage_B) stage_bc<input_t>(p.B, p.B_strides, br.b, br.gB, N, t0, T, s_B);
+      if (geo.stage_C) stage_bc<input_t>(p.C, p.C_strides, br.b, br.gC, N, t0, T, s_C);
       __syncthreads();
-      // dz = dout y silu'(z); the scan then sees dL/dy = dout silu(z).
+
+      // Forward recomputation of the tile's states (and of y, when the gate needs it).
+      acc_t h = h_start;
+      for (int t = 0; t < T; ++t) {
+        const acc_t dt = my_dt[t];
+        h = exp_dA(dt, A_n, A_log2) * h + dt * my_u[t] * Brd.at(t0, t);
+        s_h[t * threads + ts.tid] = h;
+        if (z != nullptr) {
+          const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
+          if (ts.seg_lane == 0) s_seg1[ts.seg * kSmemRowStride + t] = y;
+        }
+      }
+      if (z != nullptr) {
+        __syncthreads();
+        // dz = dout y silu'(z); the scan then sees dL/dy = dout silu(z).
+        for (int i = ts.tid; i < br.n_rows * T; i += threads) {
+          const int r = i / T, t = i - r * T;
+          const int64_t d = br.d0 + r;
+          acc_t y = row_total(s_seg1, r, ts.segs_per_row, t);
+          if (D != nullptr) y += D[d * p.D_stride] * s_u[r * kSmemRowStride + t];
+          const acc_t zz = static_cast<acc_t>(
+              z[br.b * p.z_strides.batch + d * p.z_strides.dim + (t0 + t) * p.z_strides.len]);
+          const acc_t sig = sigmoid_acc(zz);
+          const acc_t g = s_g[r * kSmemRowStride + t];
+          dz[(br.b * p.dim + d) * L + t0 + t] =
+              static_cast<input_t>(g * y * sig * (acc_t(1) + zz * (acc_t(1) - sig)));
+          s_g[r * kSmemRowStride + t] = g * zz * sig;
+        }
+      }
+      __syncthreads();
+
+      // The adjoint, backwards through the tile.
+      for (int t = T - 1; t >= 0; --t) {
+        const acc_t g = my_g[t], dt = my_dt[t], uu = my_u[t];
+        const acc_t Bv = Brd.at(t0, t);
+        const acc_t h_t = s_h[t * threads + ts.tid];
+        const acc_t h_prev = t > 0 ? s_h[(t - 1) * threads + ts.tid] : h_start;
+        const acc_t a = exp_dA(dt, A_n, A_log2);
+        const acc_t lam = g * Crd.at(t0, t) + lam_carry;
+        lam_carry = a * lam;
+        const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
+        const acc_t lam_dt = lam * dt;
+        dA_acc += lam_dt * ah;
+        const acc_t du_sum = segment_sum(lam_dt * Bv, geo.seg_lanes);
+        const acc_t dd_sum = segment_sum(lam * (A_n * ah + Bv * uu), geo.seg_lanes);
+        if (ts.seg_lane == 0) {
+          s_seg1[ts.seg * kSmemRowStride + t] = du_sum;
+          s_seg2[ts.seg * kSmemRowStride + t] = dd_sum;
+          dbias_acc += dd_sum * my_scale[t];
+        }
+        if (ts.n == 0) dD_acc += g * uu;
+        const acc_t dB_t = lam_dt * uu, dC_t = g * h_t;
+        if (p.B_is_variable) {
+          put_bc_grad(dB_t, geo, ts, t, s_dB, dB_slot, L, t0);
+        } else {
+          dB_acc += dB_t;
+        }
+        if (p.C_is_variable) {
+          put_bc_grad(dC_t, geo, ts, t, s_dC, dC_slot, L, t0);
+        } else {
+          dC_acc += dC_t;
+        }
+      }
+      __syncthreads();
+
       for (int i = ts.tid; i < br.n_rows * T; i += threads) {
         const int r = i / T, t = i - r * T;
         const int64_t d = br.d0 + r;
-        acc_t y = row_total(s_seg1, r, ts.segs_per_row, t);
-        if (D != nullptr) y += D[d * p.D_stride] * s_u[r * kSmemRowStride + t];
-        const acc_t zz = static_cast<acc_t>(
-            z[br.b * p.z_strides.batch + d * p.z_strides.dim + (t0 + t) * p.z_strides.len]);
-        const acc_t sig = sigmoid_acc(zz);
-        const acc_t g = s_g[r * kSmemRowStride + t];
-        dz[(br.b * p.dim + d) * L + t0 + t] =
-            static_cast<input_t>(g * y * sig * (acc_t(1) + zz * (acc_t(1) - sig)));
-        s_g[r * kSmemRowStride + t] = g * zz * sig;
+        acc_t dui = row_total(s_seg1, r, ts.segs_per_row, t);
+        if (D != nullptr) dui += s_g[r * kSmemRowStride + t] * D[d * p.D_stride];
+        const acc_t ddi =
+            row_total(s_seg2, r, ts.segs_per_row, t) * s_scale[r * kSmemRowStride + t];
+        const int64_t o = (br.b * p.dim + d) * L + t0 + t;
+        du[o] = static_cast<input_t>(dui);
+        ddelta[o] = static_cast<input_t>(ddi);
       }
-    }
-    __syncthreads();
-
-    // The adjoint, backwards through the chunk.
-    for (int t = T - 1; t >= 0; --t) {
-      const acc_t g = my_g[t], dt = my_dt[t], uu = my_u[t];
-      const acc_t Bv = Brd.at(t0, t);
-      const acc_t h_t = s_h[t * threads + ts.tid];
-      const acc_t h_prev = t > 0 ? s_h[(t - 1) * threads + ts.tid] : h_start;
-      const acc_t a = exp_dA(dt, A_n, A_log2);
-      const acc_t lam = g * Crd.at(t0, t) + lam_carry;
-      lam_carry = a * lam;
-      const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
-      const acc_t lam_dt = lam * dt;
-      dA_acc += lam_dt * ah;
-      const acc_t du_sum = segment_sum(lam_dt * Bv, geo.seg_lanes);
-      const acc_t dd_sum = segment_sum(lam * (A_n * ah + Bv * uu), geo.seg_lanes);
-      if (ts.seg_lane == 0) {
-        s_seg1[ts.seg * kSmemRowStride + t] = du_sum;
-        s_seg2[ts.seg * kSmemRowStride + t] = dd_sum;
-        dbias_acc += dd_sum * my_scale[t];
+      if (p.B_is_variable && !geo.direct_bc_grads) {
+        flush_bc_grad(s_dB, geo, N, L, br.b, p.B_groups, br.gB, geo.B_parts, br.partB, t0, T,
+                      static_cast<acc_t*>(bp.dB_part));
       }
-      if (ts.n == 0) dD_acc += g * uu;
-      const acc_t dB_t = lam_dt * uu, dC_t = g * h_t;
-      if (p.B_is_variable) {
-        put_bc_grad(dB_t, geo, ts, t, s_dB, dB_slot, L, t0);
-      } else {
-        dB_acc += dB_t;
+      if (p.C_is_variable && !geo.direct_bc_grads) {
+        flush_bc_grad(s_dC, geo, N, L, br.b, p.C_groups, br.gC, geo.C_parts, br.partC, t0, T,
+                      static_cast<acc_t*>(bp.dC_part));
       }
-      if (p.C_is_variable) {
-        put_bc_grad(dC_t, geo, ts, t, s_dC, dC_slot, L, t0);
-      } else {
-        dC_acc += dC_t;
-      }
-    }
-    __syncthreads();
-
-    for (int i = ts.tid; i < br.n_rows * T; i += threads) {
-      const int r = i / T, t = i - r * T;
-      const int64_t d = br.d0 + r;
-      acc_t dui = row_total(s_seg1, r, ts.segs_per_row, t);
-      if (D != nullptr) dui += s_g[r * kSmemRowStride + t] * D[d * p.D_stride];
-      const acc_t ddi = row_total(s_seg2, r, ts.segs_per_row, t) * s_scale[r * kSmemRowStride + t];
-      const int64_t o = (br.b * p.dim + d) * L + t0 + t;
-      du[o] = static_cast<input_t>(dui);
-      ddelta[o] = static_cast<input_t>(ddi);
-    }
-    if (p.B_is_variable && !geo.direct_bc_grads) {
-      flush_bc_grad(s_dB, geo, N, L, br.b, p.B_groups, br.gB, geo.B_parts, br.partB, t0, T,
-                    static_cast<acc_t*>(bp.dB_part));
-    }
-    if (p.C_is_variable && !geo.direct_bc_grads) {
-      flush_bc_grad(s_dC, geo, N, L, br.b, p.C_groups, br.gC, geo.C_parts, br.partC, t0, T,
-                    static_cast<acc_t*>(bp.dC_part));
     }
   }
-
   const int64_t row_out = br.b * p.dim + ts.d;
   if (ts.active) {
     static_cast<acc_t*>(bp.dA_part)[row_out * N + ts.n] = dA_acc;
