@@ -9,21 +9,23 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$OUT"
 status=0
+# The interpreter that holds torch: $PYTHON, else python3 (GPU images may have no `python`).
+PY="${PYTHON:-python3}"
 
-python - <<'PY' || exit 1
+"$PY" - <<'PY' || exit 1
 import torch
 assert torch.cuda.is_available(), "no CUDA GPU visible"
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name())
 PY
-arch=$(python -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+arch=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
 echo "== build for sm_${arch/./}"
 start=$(date +%s)
-TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" python setup.py build_ext --inplace \
+TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" "$PY" setup.py build_ext --inplace \
   > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 
 echo "== tests (CUDA tests included)"
-MVSCAN_POISON_OUTPUTS=1 python -m pytest tests -q -rs -p no:cacheprovider \
+MVSCAN_POISON_OUTPUTS=1 "$PY" -m pytest tests -q -rs -p no:cacheprovider \
   --junitxml="$OUT/tests.xml" 2>&1 | tee "$OUT/tests.log" | tail -15 || status=1
 
 echo "== compute-sanitizer (memcheck, racecheck) on small CUDA fwd+bwd: scan and conv"
@@ -56,7 +58,7 @@ print("sanitize case ok")
 PY
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool "$tool" --error-exitcode 3 python "$OUT/sanitize_case.py" \
+    compute-sanitizer --tool "$tool" --error-exitcode 3 "$PY" "$OUT/sanitize_case.py" \
       > "$OUT/sanitizer_$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
   done
 else
@@ -64,12 +66,12 @@ else
 fi
 
 echo "== CUDA benchmarks (scan, conv, MambaVision inference)"
-python -m pytest benchmarks/test_scan_cuda.py benchmarks/test_conv_cuda.py \
+"$PY" -m pytest benchmarks/test_scan_cuda.py benchmarks/test_conv_cuda.py \
   "benchmarks/test_model_cpu.py::test_mambavision_cuda" "benchmarks/test_model_cpu.py::test_peer_cuda" \
   --benchmark-only -q -p no:cacheprovider --benchmark-json="$OUT/benchmarks.json" \
   > "$OUT/benchmarks.log" 2>&1 || status=1
 sed -n '/speed relative to the reference/,/^=/p' "$OUT/benchmarks.log"
-python - "$OUT/benchmarks.json" <<'PY' || true
+"$PY" - "$OUT/benchmarks.json" <<'PY' || true
 import json, sys
 rows = json.load(open(sys.argv[1]))["benchmarks"]
 print(f"{'group':52} {'backend':10} {'median ms':>10} {'GB/s':>7}  ratios")
