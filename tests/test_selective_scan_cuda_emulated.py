@@ -9,33 +9,20 @@ or anything about real hardware: tests/test_selective_scan_cuda.py does that on 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from torch.utils import cpp_extension
 
+from emulation import build_emulation
 from helpers import Case, cotangents, make_inputs, rel_err
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARG_ORDER = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 GRAD_NAMES = ("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias")
 
 
 @pytest.fixture(scope="module")
 def emulated():
-    """The emulated kernels as an extension, built once (about 25 s on 2 cores)."""
-    build_dir = os.path.join(ROOT, "build", "cuda_emulation")
-    os.makedirs(build_dir, exist_ok=True)
-    return cpp_extension.load(
-        name="mvscan_cuda_emulation",
-        sources=[os.path.join(ROOT, "tests", "cuda_emulation", "selective_scan_emulated.cpp"),
-                 os.path.join(ROOT, "csrc", "selective_scan_params.cpp"),
-                 os.path.join(ROOT, "csrc", "op_utils.cpp")],
-        extra_include_paths=[os.path.join(ROOT, "csrc")],
-        extra_cflags=["-O2"],
-        build_directory=build_dir,
-    )
+    """The emulated kernels as an extension, built once per session."""
+    return build_emulation("mvscan_scan_emulation", "selective_scan_emulated.cpp")
 
 
 def op_args(case: Case, seed: int = 0):

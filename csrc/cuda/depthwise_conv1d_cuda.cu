@@ -1,248 +1,60 @@
-// mvscan::depthwise_conv1d_fwd / _bwd on CUDA.
+// mvscan::depthwise_conv1d_fwd / _bwd on CUDA: the host driver (depthwise_conv1d_cuda_driver.h)
+// with launchers that run the kernels (depthwise_conv1d_cuda_kernels.cuh) on the current stream,
+// without synchronising.
 //
 // STATUS: compiled, not yet run on a GPU. No test of this file has executed; the CUDA tests in
 // tests/test_depthwise_conv1d_cuda.py skip without a GPU. Run scripts/gpu_check.sh on a GPU
 // machine before trusting it.
-//
-// Design: one thread per output element, with threads numbered along whichever of channels or
-// steps is contiguous in x, so loads and stores coalesce in both layouts (in_proj's output is
-// channels-contiguous). Taps re-read neighbouring x values through L1/L2 rather than staging
-// tiles in shared memory: K <= 32 and typical K = 3-4, so the op stays bandwidth-bound.
-// The backward recomputes the pre-activation (never stored), computes dx the same way, and sums
-// dweight/dbias deterministically: fixed (channel, row-range) blocks write per-range partials
-// with a fixed-order shared-memory tree, and the partials are summed over ranges by torch.sum.
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>  // not ATen/cuda/CUDAContext.h: it needs cuSPARSE/cuBLAS headers
 #include <torch/library.h>
 
-#include <algorithm>
 #include <tuple>
 
-#include "../depthwise_conv1d_params.h"
-#include "../op_utils.h"
-#include "../selective_scan_common.h"
+#include "depthwise_conv1d_cuda_driver.h"
+#include "depthwise_conv1d_cuda_kernels.cuh"
 
 namespace mvscan {
 namespace cuda {
 namespace {
 
-constexpr const char* kOp = "mvscan.depthwise_conv1d";
-constexpr int kThreads = 256;
-// Rows (batch x step pairs) one dweight/dbias block sums before writing its partial.
-constexpr int64_t kRowsPerPart = 8192;
-
-template <typename input_t>
-__device__ __forceinline__ float load_param(const void* base, bool is_float32, int64_t i) {
-  return is_float32 ? static_cast<const float*>(base)[i]
-                    : static_cast<float>(static_cast<const input_t*>(base)[i]);
-}
-
-struct Element {
-  int64_t b, c, t;
-};
-
-// Element e in an order whose fastest index is the contiguous one of x.
-__device__ __forceinline__ Element element_of(int64_t e, int64_t C, int64_t L,
-                                              bool channels_fast) {
-  Element el;
-  if (channels_fast) {
-    el.c = e % C;
-    const int64_t rest = e / C;
-    el.t = rest % L;
-    el.b = rest / L;
-  } else {
-    el.t = e % L;
-    const int64_t rest = e / L;
-    el.c = rest % C;
-    el.b = rest / C;
-  }
-  return el;
-}
-
-// bias + sum_k w[c, k] x[b, c, t + k - pad_left], x zero outside [0, L).
-template <typename input_t>
-__device__ float conv_pre(const DepthwiseConv1dParams& p, int64_t b, int64_t c, int64_t t) {
-  const input_t* x = static_cast<const input_t*>(p.x) + b * p.x_strides.batch + c * p.x_strides.dim;
-  float acc = p.bias != nullptr
-                  ? load_param<input_t>(p.bias, p.bias_is_float32, c * p.bias_stride)
-                  : 0.0f;
-  for (int64_t k = 0; k < p.width; ++k) {
-    const int64_t s = t + k - p.pad_left;
-    if (s >= 0 && s < p.seqlen) {
-      const float w = load_param<input_t>(p.weight, p.weight_is_float32,
-                                          c * p.weight_channel_stride + k * p.weight_tap_stride);
-      acc += w * static_cast<float>(x[s * p.x_strides.len]);
-    }
-  }
-  return acc;
-}
-
-// The gradient w.r.t. the pre-activation at (b, c, s): dout * silu'(pre), or dout; zero
-// outside [0, L).
-template <typename input_t>
-__device__ float grad_pre(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t c, int64_t s) {
-  const DepthwiseConv1dParams& p = bp.fwd;
-  if (s < 0 || s >= p.seqlen) return 0.0f;
-  const input_t* dout = static_cast<const input_t*>(bp.dout);
-  float g = static_cast<float>(
-      dout[b * bp.dout_strides.batch + c * bp.dout_strides.dim + s * bp.dout_strides.len]);
-  if (p.silu) {
-    const float z = conv_pre<input_t>(p, b, c, s);
-    const float sg = sigmoid_acc(z);
-    g *= sg * (1.0f + z * (1.0f - sg));
-  }
-  return g;
-}
-
-template <typename input_t>
-__global__ void conv_fwd_kernel(DepthwiseConv1dParams p, bool channels_fast, int64_t total) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride) {
-    const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
-    float y = conv_pre<input_t>(p, el.b, el.c, el.t);
-    if (p.silu) y *= sigmoid_acc(y);
-    static_cast<input_t*>(p.out)[el.b * p.out_strides.batch + el.c * p.out_strides.dim +
-                                 el.t * p.out_strides.len] = static_cast<input_t>(y);
-  }
-}
-
-// dx[b, c, t] = sum_k w[c, k] g[b, c, t - k + pad_left]
-template <typename input_t>
-__global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fast,
-                                   int64_t total) {
-  const DepthwiseConv1dParams& p = bp.fwd;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride) {
-    const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
-    float acc = 0.0f;
-    for (int64_t k = 0; k < p.width; ++k) {
-      const float w = load_param<input_t>(p.weight, p.weight_is_float32,
-                                          el.c * p.weight_channel_stride + k * p.weight_tap_stride);
-      acc += w * grad_pre<input_t>(bp, el.b, el.c, el.t - k + p.pad_left);
-    }
-    static_cast<input_t*>(bp.dx)[el.b * bp.dx_strides.batch + el.c * bp.dx_strides.dim +
-                                 el.t * bp.dx_strides.len] = static_cast<input_t>(acc);
-  }
-}
-
-// Block (c, part) sums g * x (per tap) and g over rows [part * rows, (part + 1) * rows) of the
-// flattened (batch, step) range of channel c, and writes partial[part][c][0..K] (K = bias).
-template <typename input_t>
-__global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part,
-                                        float* partial) {
-  const DepthwiseConv1dParams& p = bp.fwd;
-  const int64_t c = blockIdx.x, part = blockIdx.y, K = p.width;
-  const int64_t rows = p.batch * p.seqlen;
-  const int64_t begin = part * rows_per_part;
-  const int64_t end = begin + rows_per_part < rows ? begin + rows_per_part : rows;
-  float acc[kMaxConvWidth + 1];
-  for (int64_t k = 0; k <= K; ++k) acc[k] = 0.0f;
-  const input_t* x = static_cast<const input_t*>(p.x) + c * p.x_strides.dim;
-  for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) {
-    const int64_t b = r / p.seqlen, t = r % p.seqlen;
-    const float g = grad_pre<input_t>(bp, b, c, t);
-    acc[K] += g;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t s = t + k - p.pad_left;
-      if (s >= 0 && s < p.seqlen)
-        acc[k] += g * static_cast<float>(x[b * p.x_strides.batch + s * p.x_strides.len]);
-    }
-  }
-  __shared__ float buf[kThreads];
-  for (int64_t k = 0; k <= K; ++k) {
-    buf[threadIdx.x] = acc[k];
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[(part * p.channels + c) * (K + 1) + k] = buf[0];
-    __syncthreads();
-  }
-}
-
-template <typename Fn>
-void dispatch_cuda_type(at::ScalarType t, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(float{}); break;
-    case at::kHalf: fn(c10::Half{}); break;
-    case at::kBFloat16: fn(c10::BFloat16{}); break;
-    default:
-      TORCH_CHECK_TYPE(false, kOp, ": CUDA supports float32, float16 and bfloat16 x, got ", t,
-                       " (float64 runs on CPU)");
-  }
-}
-
-int elementwise_blocks(int64_t total) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads,
-                                                                  int64_t(1) << 20)));
-}
-
-bool channels_fast(const at::Tensor& x) { return x.size(1) > 1 && x.stride(1) == 1; }
-
 at::Tensor depthwise_conv1d_fwd(const at::Tensor& x, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, int64_t pad_left,
                                 bool silu) {
-  DepthwiseConv1dParams p = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = poisoned(empty_like_conv_input(x));
-  p.out = out.data_ptr();
-  p.out_strides = seq_strides_of(out);
-  const int64_t total = x.numel();
-  if (total == 0) return out;
-  const bool fast_c = channels_fast(x);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_cuda_type(x.scalar_type(), [&](auto tag) {
-    using input_t = decltype(tag);
-    conv_fwd_kernel<input_t><<<elementwise_blocks(total), kThreads, 0, stream>>>(p, fast_c, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
+  return depthwise_conv1d_fwd_driver(
+      x, weight, bias, pad_left, silu,
+      [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
+        conv_fwd_kernel<decltype(tag)>
+            <<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(p, fast_c, total);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu) {
-  DepthwiseConv1dBwdParams bp;
-  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
-  const DepthwiseConv1dParams& p = bp.fwd;
-  check_depthwise_conv1d_dout(x, dout);
   const c10::cuda::CUDAGuard guard(x.device());
-  const auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor dx = poisoned(empty_like_conv_input(x));
-  bp.dout = dout.data_ptr();
-  bp.dout_strides = seq_strides_of(dout);
-  bp.dx = dx.data_ptr();
-  bp.dx_strides = seq_strides_of(dx);
-
-  const int64_t rows = p.batch * p.seqlen;
-  const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);
-  const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
-  at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, f32);
-  const int64_t total = x.numel();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (total > 0) {
-    const bool fast_c = channels_fast(x);
-    dispatch_cuda_type(x.scalar_type(), [&](auto tag) {
-      using input_t = decltype(tag);
-      conv_bwd_dx_kernel<input_t><<<elementwise_blocks(total), kThreads, 0, stream>>>(
-          bp, fast_c, total);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      const dim3 grid(static_cast<unsigned>(p.channels), static_cast<unsigned>(parts));
-      conv_bwd_dweight_kernel<input_t><<<grid, kThreads, 0, stream>>>(
-          bp, rows_per_part, partial.data_ptr<float>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
-  const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order
-  at::Tensor dweight = sums.narrow(1, 0, p.width).to(weight.scalar_type()).contiguous();
-  at::Tensor dbias = bias.has_value() ? sums.select(1, p.width).to(bias->scalar_type())
-                                      : at::empty({0}, f32);
-  return {dx, dweight, dbias};
+  return depthwise_conv1d_bwd_driver(
+      dout, x, weight, bias, pad_left, silu,
+      [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
+          int64_t blocks) {
+        conv_bwd_dx_kernel<decltype(tag)>
+            <<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(bp, fast_c, total);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      },
+      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, float* partial,
+          int64_t channels, int64_t parts) {
+        const dim3 grid(static_cast<unsigned>(channels), static_cast<unsigned>(parts));
+        conv_bwd_dweight_kernel<decltype(tag)>
+            <<<grid, kConvThreads, kDweightSmemBytes, stream>>>(bp, rows_per_part, partial);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
 }  // namespace

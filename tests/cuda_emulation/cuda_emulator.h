@@ -32,7 +32,7 @@ struct EmulatedDim3 {
   unsigned x = 0, y = 0, z = 0;
 };
 
-inline EmulatedDim3 threadIdx, blockIdx, blockDim;
+inline EmulatedDim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace cuda_emulator {
 
@@ -68,11 +68,14 @@ inline void fiber_entry() {
 
 constexpr size_t kStackBytes = 256 * 1024;
 
-// Runs body() as `threads` CUDA threads of block `block`, until every thread returns.
-inline void run_block(int threads, unsigned block, std::function<void()> body) {
+// Runs body() as `threads` CUDA threads of block `block` of a `grid`, until every thread
+// returns.
+inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid,
+                      std::function<void()> body) {
   if (threads % 32 != 0) throw std::runtime_error("emulator: threads must be a multiple of 32");
-  blockIdx.x = block;
-  blockDim.x = static_cast<unsigned>(threads);
+  blockIdx = block;
+  gridDim = grid;
+  blockDim = EmulatedDim3{static_cast<unsigned>(threads), 1, 1};
   sched.body = std::move(body);
   sched.fibers.clear();
   sched.fibers.resize(threads);
@@ -112,7 +115,8 @@ inline void run_block(int threads, unsigned block, std::function<void()> body) {
       released = true;
     }
     if (!released) {
-      throw std::runtime_error("emulator: block " + std::to_string(block) + ": " +
+      throw std::runtime_error("emulator: block (" + std::to_string(block.x) + ", " +
+                               std::to_string(block.y) + "): " +
                                std::to_string(done) + " threads returned, " +
                                std::to_string(at_block) +
                                " wait at __syncthreads, the rest at a warp shuffle: the "

@@ -1,7 +1,7 @@
 // The CUDA selective-scan kernels (csrc/cuda/selective_scan_cuda_kernels.cuh) and their host
-// driver, run on CPU tensors through cuda_emulator.h. Built by tests/test_selective_scan_cuda_emulated.py
-// with torch.utils.cpp_extension; exposes selective_scan_fwd / selective_scan_bwd with the
-// signatures of torch.ops.mvscan.*.
+// driver, run on CPU tensors through cuda_emulator.h. Built by
+// tests/test_selective_scan_cuda_emulated.py with torch.utils.cpp_extension; exposes
+// selective_scan_fwd / selective_scan_bwd with the signatures of torch.ops.mvscan.*.
 #include <torch/extension.h>
 
 #include <cstring>
@@ -35,7 +35,9 @@ void run_grid(const ScanGeometry& geo, Kernel&& kernel) {
   for (int64_t blk = 0; blk < geo.n_blocks; ++blk) {
     std::memset(smem_raw, 0xff, geo.smem_bytes);
     std::memset(smem_raw + geo.smem_bytes, kGuard, kGuardBytes);
-    cuda_emulator::run_block(geo.threads, static_cast<unsigned>(blk), kernel);
+    const EmulatedDim3 block{static_cast<unsigned>(blk), 0, 0};
+    const EmulatedDim3 grid{static_cast<unsigned>(geo.n_blocks), 1, 1};
+    cuda_emulator::run_block(geo.threads, block, grid, kernel);
     for (size_t i = 0; i < kGuardBytes; ++i) {
       TORCH_CHECK(smem_raw[geo.smem_bytes + i] == kGuard, "emulator: block ", blk,
                   " wrote past its ", geo.smem_bytes, " bytes of shared memory (byte ",

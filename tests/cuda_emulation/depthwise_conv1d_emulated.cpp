@@ -1,0 +1,69 @@
+// The CUDA depthwise conv1d kernels (csrc/cuda/depthwise_conv1d_cuda_kernels.cuh) and their host
+// driver, run on CPU tensors through cuda_emulator.h. Built by
+// tests/test_depthwise_conv1d_cuda_emulated.py; exposes depthwise_conv1d_fwd / _bwd with the
+// signatures of torch.ops.mvscan.*.
+#include <torch/extension.h>
+
+#include "cuda_emulator.h"
+
+namespace mvscan {
+namespace cuda {
+// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another).
+float conv_tree[1024];
+}  // namespace cuda
+}  // namespace mvscan
+
+#include "cuda/depthwise_conv1d_cuda_driver.h"
+#include "cuda/depthwise_conv1d_cuda_kernels.cuh"
+
+namespace mvscan {
+namespace cuda {
+namespace {
+
+// Runs `kernel` over a (grid_x, grid_y) grid of kConvThreads-thread blocks, one block at a time.
+template <typename Kernel>
+void run_grid(int64_t grid_x, int64_t grid_y, Kernel&& kernel) {
+  const EmulatedDim3 grid{static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1};
+  for (int64_t y = 0; y < grid_y; ++y) {
+    for (int64_t x = 0; x < grid_x; ++x) {
+      std::fill(std::begin(conv_tree), std::end(conv_tree), std::nanf(""));
+      const EmulatedDim3 block{static_cast<unsigned>(x), static_cast<unsigned>(y), 0};
+      cuda_emulator::run_block(kConvThreads, block, grid, kernel);
+    }
+  }
+}
+
+at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+               int64_t pad_left, bool silu) {
+  return depthwise_conv1d_fwd_driver(
+      x, weight, bias, pad_left, silu,
+      [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
+        run_grid(blocks, 1, [&] { conv_fwd_kernel<decltype(tag)>(p, fast_c, total); });
+      });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const at::Tensor& x,
+                                                   const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias,
+                                                   int64_t pad_left, bool silu) {
+  return depthwise_conv1d_bwd_driver(
+      dout, x, weight, bias, pad_left, silu,
+      [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
+          int64_t blocks) {
+        run_grid(blocks, 1, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
+      },
+      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, float* partial,
+          int64_t channels, int64_t parts) {
+        run_grid(channels, parts,
+                 [&] { conv_bwd_dweight_kernel<decltype(tag)>(bp, rows_per_part, partial); });
+      });
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace mvscan
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("depthwise_conv1d_fwd", &mvscan::cuda::fwd);
+  m.def("depthwise_conv1d_bwd", &mvscan::cuda::bwd);
+}
