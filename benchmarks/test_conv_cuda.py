@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import mvscan
+from cuda_timing import synced
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -27,14 +28,6 @@ def copy_of_x(x, w, b):
 
 
 BACKENDS = {"reference": torch_conv_silu, "mvscan": mvscan_conv_silu, "clone": copy_of_x}
-
-
-def synced(fn):
-    def run():
-        out = fn()
-        torch.cuda.synchronize()
-        return out
-    return run
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mvscan
+from cuda_timing import synced
 from mvscan.benchmark import forward_backward_fn, forward_fn, make_scan_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -38,14 +39,6 @@ def bytes_moved(batch: int, dim: int, L: int, N: int, itemsize: int, backward: b
     if backward:
         moved += 5 * seq + 4 * bc
     return moved * itemsize
-
-
-def synced(fn):
-    def run():
-        out = fn()
-        torch.cuda.synchronize()
-        return out
-    return run
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -16,6 +16,16 @@
 
 namespace mvscan {
 
+// State and accumulation type: float for every input type but double.
+template <typename input_t>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+
 MVSCAN_HOST_DEVICE float bits_to_float(int32_t i) {
 #if defined(__CUDA_ARCH__)
   return __int_as_float(i);

@@ -9,7 +9,8 @@ from torch.utils import cpp_extension
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Host-side C++ of the package that the emulated drivers call (argument checks, outputs).
-HOST_SOURCES = ("selective_scan_params.cpp", "depthwise_conv1d_params.cpp", "op_utils.cpp")
+HOST_SOURCES = ("selective_scan_params.cpp", "selective_scan_bwd_buffers.cpp",
+                "depthwise_conv1d_params.cpp", "op_utils.cpp")
 
 
 def build_emulation(name: str, source: str):

@@ -104,6 +104,29 @@ def oracle_results(inputs, softplus: bool, dout, dlast):
     return to_t(fw["out"]), to_t(fw["last_state"]), grads
 
 
+# The grid every scan kernel (CPU, CUDA) is checked on against the oracle.
+KINDS = ("constant", "variable", "grouped")
+GRID_L = (1, 2, 7, 49, 196, 2049, 4100)
+GRID_N = (1, 8, 16)
+
+
+def grid_case(L: int, N: int, kind: str, dtype: torch.dtype) -> Case:
+    return Case(batch=1 if L >= 2049 else 2, dim=20, L=L, N=N, B_kind=kind, C_kind=kind,
+                dtype=dtype)
+
+
+def check_against_oracle(case: Case, runs: dict, seed: int = 0) -> None:
+    """Asserts each runs[label](inputs, softplus, dout, dlast) -> (out, last_state, grads) is
+    within the case dtype's tolerance of the oracle (max error within 10x of it)."""
+    inputs = make_inputs(case, seed)
+    dout, dlast = cotangents(inputs)
+    ref = oracle_results(inputs, case.softplus, dout, dlast)
+    tol = REL_TOL[case.dtype]
+    for label, run in runs.items():
+        for name, (rel, mx) in all_errors(run(inputs, case.softplus, dout, dlast), ref).items():
+            assert rel <= tol and mx <= 10 * tol, f"{label}: {name} rel {rel:.2e} max {mx:.2e}"
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     x, ref = x.double(), ref.double()
     assert x.shape == ref.shape, f"shape {tuple(x.shape)} != {tuple(ref.shape)}"

@@ -9,33 +9,31 @@ import pytest
 import torch
 
 import mvscan
-from helpers import (LOW_PRECISION, REL_TOL, Case, all_errors, cotangents, cpu_isa,
-                     make_inputs, oracle_results, run_with_grads, supported_isas)
+import helpers
+from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, all_errors, cotangents,
+                     cpu_isa, grid_case, make_inputs, oracle_results, run_with_grads,
+                     supported_isas)
 
 ISAS = supported_isas()
-KINDS = ("constant", "variable", "grouped")
+
+
+def run_on(isa: str):
+    def run(inputs, softplus, dout, dlast):
+        with cpu_isa(isa):
+            return run_with_grads(mvscan.selective_scan, inputs, softplus, dout, dlast)
+    return run
 
 
 def check_against_oracle(case: Case, isas=ISAS, seed: int = 0):
-    inputs = make_inputs(case, seed)
-    dout, dlast = cotangents(inputs)
-    ref = oracle_results(inputs, case.softplus, dout, dlast)
-    tol = REL_TOL[case.dtype]
-    for isa in isas:
-        with cpu_isa(isa):
-            got = run_with_grads(mvscan.selective_scan, inputs, case.softplus, dout, dlast)
-        for name, (rel, mx) in all_errors(got, ref).items():
-            assert rel <= tol and mx <= 10 * tol, f"{isa}: {name} rel {rel:.2e} max {mx:.2e}"
+    helpers.check_against_oracle(case, {isa: run_on(isa) for isa in isas}, seed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("N", [1, 8, 16])
-@pytest.mark.parametrize("L", [1, 2, 7, 49, 196, 2049, 4100])
+@pytest.mark.parametrize("N", GRID_N)
+@pytest.mark.parametrize("L", GRID_L)
 def test_grid(L, N, kind, dtype):
-    batch = 1 if L >= 2049 else 2
-    check_against_oracle(Case(batch=batch, dim=20, L=L, N=N, B_kind=kind, C_kind=kind,
-                              dtype=dtype))
+    check_against_oracle(grid_case(L, N, kind, dtype))
 
 
 OPTION_SETS = list(itertools.product([False, True], repeat=4))

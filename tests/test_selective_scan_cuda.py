@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import mvscan
-from helpers import (LOW_PRECISION, REL_TOL, Case, all_errors, cotangents, make_inputs,
-                     oracle_results, run_with_grads)
+import helpers
+from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, all_errors, cotangents,
+                     grid_case, make_inputs, oracle_results, run_with_grads)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-KINDS = ("constant", "variable", "grouped")
 
 
 def to_cuda(inputs: dict) -> dict:
@@ -35,22 +35,15 @@ def run_cuda(inputs, softplus, dout, dlast):
 
 
 def check_against_oracle(case: Case, seed: int = 0):
-    inputs = make_inputs(case, seed)
-    dout, dlast = cotangents(inputs)
-    ref = oracle_results(inputs, case.softplus, dout, dlast)
-    tol = REL_TOL[case.dtype]
-    for name, (rel, mx) in all_errors(run_cuda(inputs, case.softplus, dout, dlast), ref).items():
-        assert rel <= tol and mx <= 10 * tol, f"{name} rel {rel:.2e} max {mx:.2e}"
+    helpers.check_against_oracle(case, {"cuda": run_cuda}, seed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("N", [1, 8, 16])
-@pytest.mark.parametrize("L", [1, 2, 7, 49, 196, 2049, 4100])
+@pytest.mark.parametrize("N", GRID_N)
+@pytest.mark.parametrize("L", GRID_L)
 def test_grid(L, N, kind, dtype):
-    batch = 1 if L >= 2049 else 2
-    check_against_oracle(Case(batch=batch, dim=20, L=L, N=N, B_kind=kind, C_kind=kind,
-                              dtype=dtype))
+    check_against_oracle(grid_case(L, N, kind, dtype))
 
 
 @pytest.mark.parametrize("D,z,delta_bias,softplus", list(itertools.product([False, True],

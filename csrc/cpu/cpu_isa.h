@@ -28,16 +28,6 @@ inline int lanes_of(CpuIsa isa) { return isa == CpuIsa::kAvx512 ? 16 : 8; }
 CpuIsa active_cpu_isa();
 bool cpu_supports(CpuIsa isa);
 
-// State and accumulation type: float for every input type but double.
-template <typename input_t>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-
 // A thread's workspace: kept between calls (grow-only, up to kMaxCachedWorkspaceBytes), since
 // a fresh multi-100-KB allocation per call page-faults or not depending on malloc's adaptive
 // mmap threshold, which made run times bimodal. 64-byte aligned, and every buffer carved from

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "../op_utils.h"
+#include "../selective_scan_bwd_buffers.h"
 #include "../selective_scan_params.h"
 #include "selective_scan_cuda_geometry.h"
 
@@ -61,14 +62,12 @@ inline at::Tensor finish_variable_grad(const at::Tensor& part, const at::Tensor&
 
 // launch(tag, bp, geo) runs the backward kernel for input type decltype(tag).
 template <typename Launch>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-selective_scan_bwd_driver(const at::Tensor& dout, const std::optional<at::Tensor>& dstates,
-                          const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                          const at::Tensor& B, const at::Tensor& C,
-                          const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-                          const std::optional<at::Tensor>& delta_bias, const at::Tensor& states,
-                          bool delta_softplus, size_t smem_limit, Launch&& launch) {
+SelectiveScanGrads selective_scan_bwd_driver(
+    const at::Tensor& dout, const std::optional<at::Tensor>& dstates, const at::Tensor& u,
+    const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+    const std::optional<at::Tensor>& delta_bias, const at::Tensor& states, bool delta_softplus,
+    size_t smem_limit, Launch&& launch) {
   SelectiveScanBwdParams bp;
   bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
   SelectiveScanParams& p = bp.fwd;
@@ -77,41 +76,19 @@ selective_scan_bwd_driver(const at::Tensor& dout, const std::optional<at::Tensor
   check_launchable(p, geo, u, smem_limit);
   const auto acc = u.options().dtype(acc_dtype(u.scalar_type()));
 
-  const at::IntArrayRef seq_shape = u.sizes();
-  at::Tensor du = new_output(seq_shape, u.options());
-  at::Tensor ddelta = new_output(seq_shape, u.options());
-  at::Tensor dz = z.has_value() ? new_output(seq_shape, u.options()) : at::empty({0}, u.options());
-  at::Tensor dA_part = new_output({p.batch, p.dim, p.dstate}, acc);
-  at::Tensor dD_part = new_output({p.batch, p.dim}, acc);
-  at::Tensor dbias_part = new_output({p.batch, p.dim}, acc);
   auto bc_part = [&](bool variable, int64_t groups, int64_t parts) {
     return variable ? new_output({p.batch, groups, parts, p.dstate, p.seqlen}, acc)
                     : new_output({p.batch, p.dim, p.dstate}, acc);
   };
-  at::Tensor dB_part = bc_part(p.B_is_variable, p.B_groups, geo.B_parts);
-  at::Tensor dC_part = bc_part(p.C_is_variable, p.C_groups, geo.C_parts);
-
-  p.states = const_cast<void*>(states.data_ptr());
-  bp.dout = dout.data_ptr();
-  bp.dout_strides = seq_strides_of(dout);
-  bp.dstates = dstates_c.defined() ? dstates_c.data_ptr() : nullptr;
-  bp.du = du.data_ptr();
-  bp.ddelta = ddelta.data_ptr();
-  bp.dz = z.has_value() ? dz.data_ptr() : nullptr;
-  bp.dA_part = dA_part.data_ptr();
-  bp.dD_part = dD_part.data_ptr();
-  bp.ddelta_bias_part = dbias_part.data_ptr();
-  bp.dB_part = dB_part.data_ptr();
-  bp.dC_part = dC_part.data_ptr();
+  const SelectiveScanBwdBuffers buf = attach_selective_scan_bwd_buffers(
+      bp, u, z.has_value(), bc_part(p.B_is_variable, p.B_groups, geo.B_parts),
+      bc_part(p.C_is_variable, p.C_groups, geo.C_parts), dout, dstates_c, states);
   dispatch_input_type(u.scalar_type(), "mvscan.selective_scan",
                       [&](auto tag) { launch(tag, bp, geo); });
-
-  at::Tensor dA = dA_part.sum(0);
-  at::Tensor dB = p.B_is_variable ? finish_variable_grad(dB_part, B) : dB_part.sum(0);
-  at::Tensor dC = p.C_is_variable ? finish_variable_grad(dC_part, C) : dC_part.sum(0);
-  at::Tensor dD = D.has_value() ? dD_part.sum(0) : at::empty({0}, acc);
-  at::Tensor ddelta_bias = delta_bias.has_value() ? dbias_part.sum(0) : at::empty({0}, acc);
-  return {du, ddelta, dA, dB, dC, dD, dz, ddelta_bias};
+  return finish_selective_scan_bwd(
+      buf, p, D.has_value(), delta_bias.has_value(),
+      p.B_is_variable ? finish_variable_grad(buf.dB_part, B) : at::Tensor(),
+      p.C_is_variable ? finish_variable_grad(buf.dC_part, C) : at::Tensor());
 }
 
 }  // namespace cuda

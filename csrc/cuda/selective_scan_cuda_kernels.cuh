@@ -48,15 +48,6 @@
 namespace mvscan {
 namespace cuda {
 
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
 constexpr int kMaxThreads = 256;  // threads = max(128, R) with R <= kMaxDState
 
 __device__ __forceinline__ float exp_dA(float dt, float /*A*/, float A_log2) {
@@ -245,6 +236,39 @@ __device__ __forceinline__ ThreadSlot thread_slot(const SelectiveScanParams& p,
   return s;
 }
 
+// What one thread needs for its (row, state) throughout a kernel.
+template <typename input_t>
+struct ScanThread {
+  using acc_t = typename AccType<input_t>::type;
+  BlockRows br;
+  ThreadSlot ts;
+  acc_t A = 0, A_log2 = 0;  // A[d, n], and A[d, n] log2(e) for exp2
+  BCReader<input_t, acc_t> B, C;
+
+  // exp(dt A[d, n])
+  __device__ acc_t decay(acc_t dt) const { return exp_dA(dt, A, A_log2); }
+};
+
+template <typename input_t, typename acc_t>
+__device__ ScanThread<input_t> scan_thread(const SelectiveScanParams& p, const ScanGeometry& geo,
+                                           const acc_t* s_B, const acc_t* s_C) {
+  ScanThread<input_t> st;
+  st.br = block_rows(p, geo, blockIdx.x);
+  st.ts = thread_slot(p, geo, st.br);
+  const BlockRows& br = st.br;
+  const ThreadSlot& ts = st.ts;
+  const int N = static_cast<int>(p.dstate);
+  if (ts.active) {
+    st.A = static_cast<const acc_t*>(p.A)[ts.d * p.A_dim_stride + ts.n * p.A_state_stride];
+  }
+  st.A_log2 = st.A * static_cast<acc_t>(1.4426950408889634);
+  st.B = make_bc_reader<input_t>(p.B, p.B_strides, p.B_is_variable, geo.stage_B, s_B, br.b,
+                                 br.gB, ts.d, ts.n, N, ts.active);
+  st.C = make_bc_reader<input_t>(p.C, p.C_strides, p.C_is_variable, geo.stage_C, s_C, br.b,
+                                 br.gC, ts.d, ts.n, N, ts.active);
+  return st;
+}
+
 // Sum of a row's per-segment partials at step t.
 template <typename acc_t>
 __device__ __forceinline__ acc_t row_total(const acc_t* seg_buf, int r, int segs_per_row, int t) {
@@ -256,7 +280,7 @@ __device__ __forceinline__ acc_t row_total(const acc_t* seg_buf, int r, int segs
 template <typename input_t>
 __global__ void __launch_bounds__(kMaxThreads)
     selective_scan_fwd_kernel(const SelectiveScanParams p, const ScanGeometry geo) {
-  using acc_t = typename AccOf<input_t>::type;
+  using acc_t = typename AccType<input_t>::type;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* smem = reinterpret_cast<acc_t*>(smem_raw);
   const ScanSmem lay = scan_smem_layout(p, geo, false);
@@ -266,18 +290,13 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* s_C = smem + lay.C;
   acc_t* s_y = smem + lay.seg1;
 
-  const BlockRows br = block_rows(p, geo, blockIdx.x);
-  const ThreadSlot ts = thread_slot(p, geo, br);
+  const ScanThread<input_t> st = scan_thread<input_t>(p, geo, s_B, s_C);
+  const BlockRows& br = st.br;
+  const ThreadSlot& ts = st.ts;
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.seqlen;
-  const acc_t A_n = ts.active ? static_cast<const acc_t*>(p.A)[ts.d * p.A_dim_stride +
-                                                               ts.n * p.A_state_stride]
-                              : acc_t(0);
-  const acc_t A_log2 = A_n * static_cast<acc_t>(1.4426950408889634);
-  const auto Brd = make_bc_reader<input_t>(p.B, p.B_strides, p.B_is_variable, geo.stage_B, s_B,
-                                           br.b, br.gB, ts.d, ts.n, N, ts.active);
-  const auto Crd = make_bc_reader<input_t>(p.C, p.C_strides, p.C_is_variable, geo.stage_C, s_C,
-                                           br.b, br.gC, ts.d, ts.n, N, ts.active);
+  const auto& Brd = st.B;
+  const auto& Crd = st.C;
   const acc_t* my_u = s_u + ts.row * kSmemRowStride;
   const acc_t* my_dt = s_dt + ts.row * kSmemRowStride;
   acc_t* states = static_cast<acc_t*>(p.states);
@@ -297,7 +316,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 
     for (int t = 0; t < T; ++t) {
       const acc_t dt = my_dt[t];
-      const acc_t a = exp_dA(dt, A_n, A_log2);
+      const acc_t a = st.decay(dt);
       h = a * h + dt * my_u[t] * Brd.at(t0, t);
       const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
       if (ts.seg_lane == 0) s_y[ts.seg * kSmemRowStride + t] = y;
@@ -370,7 +389,7 @@ __device__ __forceinline__ void put_bc_grad(acc_t v, const ScanGeometry& geo, co
 template <typename input_t>
 __global__ void __launch_bounds__(kMaxThreads)
     selective_scan_bwd_kernel(const SelectiveScanBwdParams bp, const ScanGeometry geo) {
-  using acc_t = typename AccOf<input_t>::type;
+  using acc_t = typename AccType<input_t>::type;
   const SelectiveScanParams& p = bp.fwd;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* smem = reinterpret_cast<acc_t*>(smem_raw);
@@ -387,19 +406,14 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* s_dB = smem + lay.dB;
   acc_t* s_dC = smem + lay.dC;
 
-  const BlockRows br = block_rows(p, geo, blockIdx.x);
-  const ThreadSlot ts = thread_slot(p, geo, br);
+  const ScanThread<input_t> st = scan_thread<input_t>(p, geo, s_B, s_C);
+  const BlockRows& br = st.br;
+  const ThreadSlot& ts = st.ts;
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.seqlen;
   const int threads = blockDim.x;
-  const acc_t A_n = ts.active ? static_cast<const acc_t*>(p.A)[ts.d * p.A_dim_stride +
-                                                               ts.n * p.A_state_stride]
-                              : acc_t(0);
-  const acc_t A_log2 = A_n * static_cast<acc_t>(1.4426950408889634);
-  const auto Brd = make_bc_reader<input_t>(p.B, p.B_strides, p.B_is_variable, geo.stage_B, s_B,
-                                           br.b, br.gB, ts.d, ts.n, N, ts.active);
-  const auto Crd = make_bc_reader<input_t>(p.C, p.C_strides, p.C_is_variable, geo.stage_C, s_C,
-                                           br.b, br.gC, ts.d, ts.n, N, ts.active);
+  const auto& Brd = st.B;
+  const auto& Crd = st.C;
   const acc_t* my_u = s_u + ts.row * kSmemRowStride;
   const acc_t* my_dt = s_dt + ts.row * kSmemRowStride;
   const acc_t* my_g = s_g + ts.row * kSmemRowStride;
@@ -449,7 +463,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         __syncthreads();
         for (int t = 0; t < kTile; ++t) {
           const acc_t dt = my_dt[t];
-          h_start = exp_dA(dt, A_n, A_log2) * h_start + dt * my_u[t] * Brd.at(a0, t);
+          h_start = st.decay(dt) * h_start + dt * my_u[t] * Brd.at(a0, t);
         }
       }
       __syncthreads();  // the previous tile's readers are done with shared memory
@@ -464,7 +478,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       acc_t h = h_start;
       for (int t = 0; t < T; ++t) {
         const acc_t dt = my_dt[t];
-        h = exp_dA(dt, A_n, A_log2) * h + dt * my_u[t] * Brd.at(t0, t);
+        h = st.decay(dt) * h + dt * my_u[t] * Brd.at(t0, t);
         s_h[t * threads + ts.tid] = h;
         if (z != nullptr) {
           const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
@@ -496,14 +510,14 @@ __global__ void __launch_bounds__(kMaxThreads)
         const acc_t Bv = Brd.at(t0, t);
         const acc_t h_t = s_h[t * threads + ts.tid];
         const acc_t h_prev = t > 0 ? s_h[(t - 1) * threads + ts.tid] : h_start;
-        const acc_t a = exp_dA(dt, A_n, A_log2);
+        const acc_t a = st.decay(dt);
         const acc_t lam = g * Crd.at(t0, t) + lam_carry;
         lam_carry = a * lam;
         const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
         const acc_t lam_dt = lam * dt;
         dA_acc += lam_dt * ah;
         const acc_t du_sum = segment_sum(lam_dt * Bv, geo.seg_lanes);
-        const acc_t dd_sum = segment_sum(lam * (A_n * ah + Bv * uu), geo.seg_lanes);
+        const acc_t dd_sum = segment_sum(lam * (st.A * ah + Bv * uu), geo.seg_lanes);
         if (ts.seg_lane == 0) {
           s_seg1[ts.seg * kSmemRowStride + t] = du_sum;
           s_seg2[ts.seg * kSmemRowStride + t] = dd_sum;

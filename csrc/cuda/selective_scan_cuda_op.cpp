@@ -50,14 +50,14 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
       });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-selective_scan_bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dstates,
-                   const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
-                   const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
-                   const std::optional<at::Tensor>& z,
-                   const std::optional<at::Tensor>& delta_bias, const at::Tensor& states,
-                   bool delta_softplus) {
+SelectiveScanGrads selective_scan_bwd(const at::Tensor& dout,
+                                      const std::optional<at::Tensor>& dstates,
+                                      const at::Tensor& u, const at::Tensor& delta,
+                                      const at::Tensor& A, const at::Tensor& B,
+                                      const at::Tensor& C, const std::optional<at::Tensor>& D,
+                                      const std::optional<at::Tensor>& z,
+                                      const std::optional<at::Tensor>& delta_bias,
+                                      const at::Tensor& states, bool delta_softplus) {
   check_cuda(u);
   const c10::cuda::CUDAGuard guard(u.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
