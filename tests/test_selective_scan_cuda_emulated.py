@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulation import build_emulation
 from helpers import Case, cotangents, make_inputs, rel_err
+from test_properties import cases, relayout
 
 ARG_ORDER = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 GRAD_NAMES = ("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias")
@@ -148,3 +151,23 @@ def test_shared_memory_stays_small(emulated, dim, L, N, dtype):
         geo = emulated.geometry(inputs["u"], inputs["delta"], inputs["A"], inputs["B"],
                                 inputs["C"], backward)
         assert geo["smem_bytes"] <= 48 * 1024, (backward, geo["smem_bytes"])
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=cases(), big_N=st.sampled_from([None, 33, 64, 100]),
+       layouts=st.lists(st.integers(0, 3), min_size=8, max_size=8), seed=st.integers(0, 2**16))
+def test_emulated_random_shapes_and_layouts(emulated, case, big_N, layouts, seed):
+    """Random shapes, group counts, options and memory layouts (float64), now and then with
+    N > 32 (unstaged B/C, several warps per row, one row per block): the emulated CUDA kernels
+    against the CPU kernel, with a cotangent on every saved state."""
+    case = Case(**{**case.__dict__, "dtype": torch.float64,
+                   "N": big_N if big_N is not None else case.N,
+                   "L": min(case.L, 70) if big_N is not None else case.L})
+    args = op_args(case, seed)
+    views = [relayout(a, how) for a, how in zip(args, layouts)]
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, views, case.softplus,
+                  seed + 1)
+    ref = run_ops(torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd, args,
+                  case.softplus, seed + 1)
+    compare(got, ref, 1e-11, str(case))
