@@ -71,3 +71,18 @@ def test_emulated_refuses_float64(emulated):
     x, w, _, _ = make(1, 4, 10, 3, torch.float64, False, bias=False)
     with pytest.raises(TypeError, match="CUDA supports float32, float16 and bfloat16"):
         emulated.depthwise_conv1d_fwd(x, w.reshape(4, 3), None, 1, False)
+
+
+def test_emulated_results_do_not_depend_on_thread_order(emulated):
+    """See the scan's test of the same name: the dweight tree must not race."""
+    x, w, b, dout = make(2, 6, 3000, 3, torch.float32, True, bias=True, seed=3)
+    results = []
+    try:
+        for mode in (0, 1, 2):
+            emulated.set_schedule(mode)
+            results.append(both(emulated, x, w, b, dout, 1, True)[0])
+    finally:
+        emulated.set_schedule(0)
+    for other in results[1:]:
+        for g, r in zip(other, results[0]):
+            assert torch.equal(g, r)

@@ -171,3 +171,25 @@ def test_emulated_random_shapes_and_layouts(emulated, case, big_N, layouts, seed
     ref = run_ops(torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd, args,
                   case.softplus, seed + 1)
     compare(got, ref, 1e-11, str(case))
+
+
+@pytest.mark.parametrize("case", [Case(batch=2, dim=20, L=100, N=8, B_kind="grouped"),
+                                  Case(batch=1, dim=3, L=70, N=40),
+                                  Case(batch=1, dim=2, L=40, N=100, z=False)],
+                         ids=["N8", "N40", "N100"])
+def test_emulated_results_do_not_depend_on_thread_order(emulated, case):
+    """Threads run between barriers in index order, reversed, or odd-first: a thread reading
+    shared memory another thread writes before the next barrier would change the results."""
+    args = op_args(Case(**{**case.__dict__, "dtype": torch.float64}))
+    results = []
+    try:
+        for mode in (0, 1, 2):
+            emulated.set_schedule(mode)
+            results.append(run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd,
+                                   args, case.softplus))
+    finally:
+        emulated.set_schedule(0)
+    for other in results[1:]:
+        assert torch.equal(other[0], results[0][0]) and torch.equal(other[1], results[0][1])
+        for name in GRAD_NAMES:
+            assert torch.equal(other[2][name], results[0][2][name]), name

@@ -4,8 +4,11 @@
 // yield. A barrier that not every thread of the block (or warp) reaches is reported as an error,
 // so divergent __syncthreads or shuffles fail loudly instead of hanging.
 //
-// What this does not check: memory races between threads (fibers switch only at barriers, so
-// they never interleave between two barriers), timing, and anything about real GPU hardware.
+// Between two barriers each fiber runs alone, in the order the schedule gives (see
+// set_schedule): running the same kernel under different orders and comparing the results
+// exposes a thread reading shared memory that another thread writes between the same two
+// barriers. What this does not check: races finer than that (fibers never interleave between
+// barriers), timing, and anything about real GPU hardware.
 // Include it after the torch headers and before the kernels.
 #pragma once
 
@@ -54,6 +57,20 @@ struct Scheduler {
 
 inline Scheduler sched;
 
+// The order fibers run in between barriers: 0 by thread index, 1 reversed, 2 odd threads first.
+inline int schedule_mode = 0;
+
+inline void set_schedule(int mode) {
+  if (mode < 0 || mode > 2) throw std::runtime_error("emulator: schedule must be 0, 1 or 2");
+  schedule_mode = mode;
+}
+
+inline int scheduled_thread(int i, int threads) {
+  if (schedule_mode == 1) return threads - 1 - i;
+  if (schedule_mode == 2) return i < threads / 2 ? 2 * i + 1 : 2 * (i - threads / 2);
+  return i;
+}
+
 inline void yield_at(Wait w) {
   Fiber& f = sched.fibers[sched.current];
   f.wait = w;
@@ -90,7 +107,8 @@ inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid,
     f.wait = Wait::kRunning;
   }
   for (;;) {
-    for (int i = 0; i < threads; ++i) {
+    for (int k = 0; k < threads; ++k) {
+      const int i = scheduled_thread(k, threads);
       if (sched.fibers[i].wait != Wait::kRunning) continue;
       sched.current = i;
       threadIdx.x = static_cast<unsigned>(i);

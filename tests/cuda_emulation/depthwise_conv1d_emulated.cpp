@@ -64,6 +64,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const
 }  // namespace mvscan
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_schedule", &cuda_emulator::set_schedule);
   m.def("depthwise_conv1d_fwd", &mvscan::cuda::fwd);
   m.def("depthwise_conv1d_bwd", &mvscan::cuda::bwd);
 }

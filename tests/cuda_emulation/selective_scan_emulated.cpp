@@ -95,6 +95,7 @@ std::map<std::string, int64_t> geometry(const at::Tensor& u, const at::Tensor& d
 }  // namespace mvscan
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("set_schedule", &cuda_emulator::set_schedule);
   m.def("selective_scan_fwd", &mvscan::cuda::fwd);
   m.def("selective_scan_bwd", &mvscan::cuda::bwd);
   m.def("geometry", &mvscan::cuda::geometry);
