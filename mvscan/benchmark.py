@@ -16,6 +16,8 @@ import torch
 from .ops import selective_scan
 from .reference import selective_scan_ref
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 # (name, batch, dim, L, N): the scans of MambaVision-T at 224x224 (stage 3 and stage 4).
 MAMBAVISION_T_SHAPES = [("mambavision-T stage 3", 8, 160, 196, 8),
                         ("mambavision-T stage 4", 8, 320, 49, 8)]
@@ -72,26 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mvscan.benchmark", description=__doc__)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                        help="u, delta, B and C dtype (A, D, delta_bias stay float32)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="rows of images x windows (default 8; the GPU targets use 128)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.batch is not None and args.batch < 1:
+        parser.error("--batch must be at least 1")
+    if args.device not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but no CUDA GPU is visible")
+    dtype = DTYPES[args.dtype]
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
         torch.set_num_threads(args.threads)
 
-    print(f"mvscan selective scan vs the pure-PyTorch reference: cpu, float32, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} runs")
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"cpu, {torch.get_num_threads()} threads")
+    print(f"mvscan selective scan vs the pure-PyTorch reference: {where}, {args.dtype}, "
+          f"median of {args.repeats} runs")
     header = f"{'shape (batch x dim x L, N)':34} {'pass':8} {'mvscan ms':>10} {'ref ms':>9} " \
              f"{'speedup':>8} {'max rel diff':>13}"
     print(header)
     print("-" * len(header))
     for name, batch, dim, L, N in MAMBAVISION_T_SHAPES:
-        inputs = make_scan_inputs(batch, dim, L, N)
+        batch = args.batch or batch
+        inputs = make_scan_inputs(batch, dim, L, N, dtype=dtype, device=args.device)
         with torch.no_grad():
             ours = selective_scan(**inputs, delta_softplus=True)
             ref = selective_scan_ref(**inputs, delta_softplus=True)
-        diff = ((ours - ref).abs().max() / ref.abs().max()).item()
+        diff = ((ours.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
         label = f"{name} ({batch}x{dim}x{L}, {N})"
         for pass_name, make in (("fwd", forward_fn), ("fwd+bwd", forward_backward_fn)):
             t_ours = median_seconds(make(selective_scan, inputs), args.repeats)

@@ -81,5 +81,9 @@ for r in rows:
     print(f"{r['group']:52} {r['param'].split('-')[-1]:10} {r['stats']['median'] * 1e3:10.3f} "
           f"{info.get('GB_per_s', ''):>7}  {ratios}")
 PY
+echo "== python -m mvscan.benchmark at the issue's shapes (batch 128, bf16)"
+"$PY" -m mvscan.benchmark --device cuda --dtype bfloat16 --batch 128 --repeats 50 \
+  2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
+
 echo "results in $OUT (status $status)"
 exit $status

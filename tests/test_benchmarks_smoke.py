@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,6 +31,15 @@ def test_benchmark_command_smoke():
         assert float(line.split()[-1]) < 1e-5, line
 
 
-def test_benchmark_command_rejects_bad_arguments():
-    res = run("-m", "mvscan.benchmark", "--repeats", "0")
-    assert res.returncode != 0 and "--repeats must be at least 1" in res.stderr
+BAD_BENCHMARK_ARGS = [(["--repeats", "0"], "--repeats must be at least 1"),
+                      (["--batch", "0"], "--batch must be at least 1"),
+                      (["--device", "tpu"], "--device must be cpu or cuda"),
+                      (["--dtype", "int8"], "invalid choice")]
+if not __import__("torch").cuda.is_available():
+    BAD_BENCHMARK_ARGS.append((["--device", "cuda"], "no CUDA GPU is visible"))
+
+
+@pytest.mark.parametrize("args,message", BAD_BENCHMARK_ARGS)
+def test_benchmark_command_rejects_bad_arguments(args, message):
+    res = run("-m", "mvscan.benchmark", *args)
+    assert res.returncode != 0 and message in res.stderr
