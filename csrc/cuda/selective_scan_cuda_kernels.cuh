@@ -105,7 +105,7 @@ __device__ __forceinline__ BlockRows block_rows(const SelectiveScanParams& p,
   return r;
 }
 
-// Element i of a (rows x T) chunk walk, with the contiguous dimension fastest so global
+// Element i of a (rows x T) tile walk, with the contiguous dimension fastest so global
 // accesses coalesce: steps when the tensor is contiguous along L, rows (channels) otherwise.
 __device__ __forceinline__ void row_step(int i, int T, int rows, bool len_fast, int* r, int* t) {
   if (len_fast) {
@@ -117,7 +117,7 @@ __device__ __forceinline__ void row_step(int i, int T, int rows, bool len_fast, 
   }
 }
 
-// Copies a (batch, dim, L) tensor's chunk for the block's rows into dst[r][t] (row stride
+// Copies a (batch, dim, L) tensor's tile for the block's rows into dst[r][t] (row stride
 // kSmemRowStride), as acc_t; rows past n_rows are zero-filled.
 template <typename input_t, typename acc_t>
 __device__ void load_rows(const void* base, const SeqStrides& s, const BlockRows& br, int rows,
@@ -134,7 +134,7 @@ __device__ void load_rows(const void* base, const SeqStrides& s, const BlockRows
   }
 }
 
-// delta's chunk after delta_bias and softplus into dt[r][t]; with `scale`, also the derivative
+// delta's tile after delta_bias and softplus into dt[r][t]; with `scale`, also the derivative
 // of that map (sigmoid of its argument under softplus, else 1). Rows past n_rows get zeros.
 template <typename input_t, typename acc_t>
 __device__ void load_delta(const SelectiveScanParams& p, const BlockRows& br, int rows,
@@ -162,7 +162,7 @@ __device__ void load_delta(const SelectiveScanParams& p, const BlockRows& br, in
   }
 }
 
-// Copies a variable B/C chunk of group g into dst[t][n].
+// Copies a variable B/C tile of group g into dst[t][n].
 template <typename input_t, typename acc_t>
 __device__ void stage_bc(const void* base, const BCStrides& s, int64_t b, int64_t g, int N,
                          int64_t t0, int T, acc_t* dst) {
@@ -173,13 +173,13 @@ __device__ void stage_bc(const void* base, const BCStrides& s, int64_t b, int64_
   }
 }
 
-// One thread's view of B (or C): its constant value, its staged chunk, or its row in global
+// One thread's view of B (or C): its constant value, its staged tile, or its row in global
 // memory. Inactive threads read 0.
 template <typename input_t, typename acc_t>
 struct BCReader {
   bool variable = false, staged = false, active = false;
   acc_t constant = 0;
-  const acc_t* smem = nullptr;   // staged chunk, [t][n]
+  const acc_t* smem = nullptr;   // staged tile, [t][n]
   const input_t* row = nullptr;  // global B[b, g, n, :] when neither constant nor staged
   int64_t len_stride = 0;
   int N = 0, n = 0;
@@ -343,7 +343,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-// Writes a block's variable B/C gradient chunk, summed over its rows in a fixed order, into its
+// Writes a block's variable B/C gradient tile, summed over its rows in a fixed order, into its
 // partial slot of a (batch, groups, parts, N, L) buffer. warp_sums[w][t][lane] (lane < min(R,
 // 32)) holds warp w's sum over its rows (R <= 32: lane n holds state n) or its part of one row
 // (R > 32: warp r * R / 32 + n / 32 holds state n of row r in lane n % 32).
