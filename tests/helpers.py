@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-import mvscan  # noqa: F401  (loads the operators behind torch.ops.mvscan)
+import mvscan  # also loads the operators behind torch.ops.mvscan
 import oracle
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -125,6 +125,20 @@ def check_against_oracle(case: Case, runs: dict, seed: int = 0) -> None:
     for label, run in runs.items():
         for name, (rel, mx) in all_errors(run(inputs, case.softplus, dout, dlast), ref).items():
             assert rel <= tol and mx <= 10 * tol, f"{label}: {name} rel {rel:.2e} max {mx:.2e}"
+
+
+def check_low_precision(case: Case, runs: dict, seed: int = 0) -> None:
+    """fp16/bf16: each runs[label] (as in check_against_oracle) must be within twice the error
+    of the pure-PyTorch reference computed in the same dtype, both against the oracle."""
+    inputs = make_inputs(case, seed)
+    dout, dlast = cotangents(inputs)
+    ref = oracle_results(inputs, case.softplus, dout, dlast)
+    baseline = all_errors(run_with_grads(mvscan.selective_scan_ref, inputs,
+                                         case.softplus, dout, dlast), ref)
+    for label, run in runs.items():
+        for name, (rel, _) in all_errors(run(inputs, case.softplus, dout, dlast), ref).items():
+            allowed = 2 * baseline[name][0] + 1e-5
+            assert rel <= allowed, f"{label}: {name} rel {rel:.2e} > {allowed:.2e}"
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -10,9 +10,8 @@ import torch
 
 import mvscan
 import helpers
-from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, all_errors, cotangents,
-                     cpu_isa, grid_case, make_inputs, oracle_results, run_with_grads,
-                     supported_isas)
+from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, cotangents, cpu_isa,
+                     grid_case, make_inputs, run_with_grads, supported_isas)
 
 ISAS = supported_isas()
 
@@ -52,20 +51,8 @@ def test_options(D, z, delta_bias, softplus, B_kind, C_kind):
 @pytest.mark.parametrize("L,N", [(1, 8), (7, 8), (49, 8), (196, 8), (49, 1), (49, 16),
                                  (2049, 8)])
 def test_low_precision(L, N, kind, dtype):
-    """fp16/bf16: within twice the error of the pure-PyTorch computation in the same dtype."""
-    case = Case(batch=2, dim=20, L=L, N=N, B_kind=kind, C_kind=kind, dtype=dtype)
-    inputs = make_inputs(case)
-    dout, dlast = cotangents(inputs)
-    ref = oracle_results(inputs, case.softplus, dout, dlast)
-    baseline = all_errors(
-        run_with_grads(mvscan.selective_scan_ref, inputs, case.softplus, dout, dlast), ref)
-    for isa in ISAS:
-        with cpu_isa(isa):
-            got = all_errors(
-                run_with_grads(mvscan.selective_scan, inputs, case.softplus, dout, dlast), ref)
-        for name, (rel, _) in got.items():
-            allowed = 2 * baseline[name][0] + 1e-5
-            assert rel <= allowed, f"{isa}: {name} rel {rel:.2e} > {allowed:.2e}"
+    helpers.check_low_precision(Case(batch=2, dim=20, L=L, N=N, B_kind=kind, C_kind=kind,
+                                     dtype=dtype), {isa: run_on(isa) for isa in ISAS})
 
 
 def test_return_last_state_matches_output_and_reference():

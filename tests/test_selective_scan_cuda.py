@@ -13,8 +13,8 @@ import torch
 
 import mvscan
 import helpers
-from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, all_errors, cotangents,
-                     grid_case, make_inputs, oracle_results, run_with_grads)
+from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, cotangents, grid_case,
+                     make_inputs, run_with_grads)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -79,16 +79,8 @@ def test_matches_cpu_kernel(dtype):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("L,N", [(1, 8), (49, 8), (196, 8), (49, 16), (2049, 16)])
 def test_low_precision(L, N, kind, dtype):
-    """fp16/bf16: within twice the error of the pure-PyTorch computation in the same dtype."""
-    case = Case(batch=2, dim=20, L=L, N=N, B_kind=kind, C_kind=kind, dtype=dtype)
-    inputs = make_inputs(case)
-    dout, dlast = cotangents(inputs)
-    ref = oracle_results(inputs, case.softplus, dout, dlast)
-    baseline = all_errors(
-        run_with_grads(mvscan.selective_scan_ref, inputs, case.softplus, dout, dlast), ref)
-    for name, (rel, _) in all_errors(run_cuda(inputs, case.softplus, dout, dlast), ref).items():
-        allowed = 2 * baseline[name][0] + 1e-5
-        assert rel <= allowed, f"{name} rel {rel:.2e} > {allowed:.2e}"
+    helpers.check_low_precision(Case(batch=2, dim=20, L=L, N=N, B_kind=kind, C_kind=kind,
+                                     dtype=dtype), {"cuda": run_cuda})
 
 
 def test_non_contiguous_equals_contiguous():
