@@ -14,7 +14,7 @@ import torch
 import mvscan
 import helpers
 from helpers import (GRID_L, GRID_N, KINDS, LOW_PRECISION, Case, cotangents, grid_case,
-                     make_inputs, run_with_grads)
+                     make_inputs, rel_err, run_with_grads)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -43,7 +43,17 @@ def check_against_oracle(case: Case, seed: int = 0):
 @pytest.mark.parametrize("N", GRID_N)
 @pytest.mark.parametrize("L", GRID_L)
 def test_grid(L, N, kind, dtype):
-    check_against_oracle(grid_case(L, N, kind, dtype))
+    """Against the oracle, and against the CPU kernel on the same inputs."""
+    case = grid_case(L, N, kind, dtype)
+    check_against_oracle(case)
+    inputs = make_inputs(case)
+    dout, dlast = cotangents(inputs)
+    gpu = run_cuda(inputs, case.softplus, dout, dlast)
+    cpu = run_with_grads(mvscan.selective_scan, inputs, case.softplus, dout, dlast)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert rel_err(gpu[0], cpu[0]) <= tol and rel_err(gpu[1], cpu[1]) <= tol
+    for k in cpu[2]:
+        assert rel_err(gpu[2][k], cpu[2][k]) <= tol, k
 
 
 @pytest.mark.parametrize("D,z,delta_bias,softplus", list(itertools.product([False, True],
