@@ -51,7 +51,8 @@ static_assert(kStateChunkLen % kTile == 0, "a state chunk must be a whole number
 // (kSmemRowStride) so that the rows of one warp fall in different banks.
 constexpr int kSmemRowStride = kTile + 1;
 struct ScanSmem {
-  int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, seg1 = 0, seg2 = 0, h = 0, dB = 0, dC = 0;
+  int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, yp = 0, seg1 = 0, seg2 = 0, h = 0, dB = 0;
+  int64_t dC = 0;
   int64_t total = 0;
 };
 
@@ -65,11 +66,16 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
   ScanSmem s;
   s.u = 0;                                                    // u
   s.dt = s.u + rows;                                          // delta after bias and softplus
-  s.B = s.dt + rows;                                          // staged B tile, [t][n]  
-  s.C = s.B + (geo.stage_B ? TC * p.dstate : 0);              // staged C tile, [t][n]  
-  s.seg1 = s.C + (geo.stage_C ? TC * p.dstate : 0);           // per-segment sums: y, then du
-  int64_t end = s.seg1 + segs;
-  if (backward) {
+  s.B = s.dt + rows;                                          // staged B tile, [t][n]
+  s.C = s.B + (geo.stage_B ? TC * p.dstate : 0);              // staged C tile, [t][n]
+  const int64_t after_bc = s.C + (geo.stage_C ? TC * p.dstate : 0);
+  int64_t end = after_bc;
+  if (!backward) {
+    s.yp = after_bc;  // forward: each thread's C h per step, [thread][t] (row stride padded)
+    end = s.yp + geo.threads * kSmemRowStride;
+  } else {
+    s.seg1 = after_bc;                                        // per-segment sums: y, then du
+    end = s.seg1 + segs;
     const bool reduce_bc = !geo.direct_bc_grads;
     s.g = end;                                                // dout, then dL/dy
     s.scale = s.g + rows;                                     // d softplus (1 without softplus)

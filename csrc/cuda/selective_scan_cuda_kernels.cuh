@@ -11,8 +11,9 @@
 // Design. One thread owns one state n of one row (batch b, channel d) and walks the row's steps
 // in order, so the recurrence h = exp(dt A) h + dt u B costs one exp and two FMAs per step and
 // thread, with no parallel-scan overhead (mamba_ssm runs a block-wide scan per state). A row
-// takes R = max(8, next power of two >= N) consecutive lanes; y = sum_n C h is a shuffle
-// butterfly over those lanes. A block of 128 threads therefore holds 16 rows at N = 8.
+// takes R = max(8, next power of two >= N) consecutive lanes, so a block of 128 threads holds
+// 16 rows at N = 8. The forward keeps each thread's C h in shared memory and sums over states
+// once per tile, off the recurrence's critical path.
 //  - MambaVision's rows (L 49-1024, N 8, batch x dim = 10^4-10^5 rows): 16 rows per block gives
 //    thousands of blocks of independent rows, where one block per row (mamba_ssm) leaves most
 //    of an H100 idle for L < 128. A block's rows are consecutive channels of one batch sharing
@@ -31,11 +32,12 @@
 //  Backward, chunks in reverse and each chunk's tiles in reverse: rebuild the state entering the
 //  tile from the chunk's saved state, recompute the tile's states into shared memory, form
 //  dL/dy (through the gate), then run the adjoint lambda backwards. Sums over states (du,
-//  d delta) are shuffle butterflies; sums over the rows that share a variable B/C group go
-//  through a fixed-order shuffle + shared-memory tree into one partial slot per block, and the
-//  caller sums the slots with torch.sum. Every reduction has a fixed order: gradients are
-//  bit-identical run to run, with no atomics. Shared memory per backward block at N = 8, fp32:
-//  about 39 KiB, so the backward's occupancy is set by registers, not shared memory.
+//  d delta) are shuffle butterflies over the row's lanes; sums over the rows that share a
+//  variable B/C group go through a fixed-order shuffle + shared-memory tree into one partial
+//  slot per block, and the caller sums the slots with torch.sum. Every reduction has a fixed
+//  order: gradients are bit-identical run to run, with no atomics. Shared memory per block at
+//  N = 8, fp32: about 25 KiB forward, 38 KiB backward, so occupancy is set by registers (58
+//  forward, 117 backward on sm_90), not shared memory.
 //  Float exp is exp2f on A pre-scaled by log2(e); float64 (for tests) uses exp.
 #pragma once
 
@@ -288,15 +290,15 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* s_dt = smem + lay.dt;
   acc_t* s_B = smem + lay.B;
   acc_t* s_C = smem + lay.C;
-  acc_t* s_y = smem + lay.seg1;
+  acc_t* s_yp = smem + lay.yp;  // [thread][t]: C h of the thread's state
 
   const ScanThread<input_t> st = scan_thread<input_t>(p, geo, s_B, s_C);
   const BlockRows& br = st.br;
   const ThreadSlot& ts = st.ts;
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.seqlen;
-  const auto& Brd = st.B;
-  const auto& Crd = st.C;
+  const auto Brd = st.B;
+  const auto Crd = st.C;
   const acc_t* my_u = s_u + ts.row * kSmemRowStride;
   const acc_t* my_dt = s_dt + ts.row * kSmemRowStride;
   acc_t* states = static_cast<acc_t*>(p.states);
@@ -318,8 +320,8 @@ __global__ void __launch_bounds__(kMaxThreads)
       const acc_t dt = my_dt[t];
       const acc_t a = st.decay(dt);
       h = a * h + dt * my_u[t] * Brd.at(t0, t);
-      const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
-      if (ts.seg_lane == 0) s_y[ts.seg * kSmemRowStride + t] = y;
+      // Summed over states after the tile: a per-step shuffle tree would sit on the critical path.
+      s_yp[ts.tid * kSmemRowStride + t] = Crd.at(t0, t) * h;
     }
     const int64_t t_end = t0 + T;  // the state after step t_end - 1 ends a chunk: save it
     if (ts.active && (t_end % kStateChunkLen == 0 || t_end == L)) {
@@ -331,7 +333,10 @@ __global__ void __launch_bounds__(kMaxThreads)
     for (int i = ts.tid; i < br.n_rows * T; i += blockDim.x) {
       const int r = i / T, t = i - r * T;
       const int64_t d = br.d0 + r;
-      acc_t y = row_total(s_y, r, ts.segs_per_row, t);
+      acc_t y = 0;
+      const acc_t* yp = s_yp + r * geo.lanes_per_row * kSmemRowStride + t;
+#pragma unroll 1  // unrolled, ptxas (CUDA 13.0, sm_90) spills registers here
+      for (int n = 0; n < N; ++n) y += yp[n * kSmemRowStride];
       if (D != nullptr) y += D[d * p.D_stride] * s_u[r * kSmemRowStride + t];
       if (z != nullptr) {
         const acc_t zz = static_cast<acc_t>(
@@ -412,8 +417,8 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int N = static_cast<int>(p.dstate);
   const int64_t L = p.seqlen;
   const int threads = blockDim.x;
-  const auto& Brd = st.B;
-  const auto& Crd = st.C;
+  const auto Brd = st.B;
+  const auto Crd = st.C;
   const acc_t* my_u = s_u + ts.row * kSmemRowStride;
   const acc_t* my_dt = s_dt + ts.row * kSmemRowStride;
   const acc_t* my_g = s_g + ts.row * kSmemRowStride;
