@@ -1,4 +1,4 @@
-// A CPU stand-in for the few CUDA features the selective-scan kernels use, so that the tests can
+// A CPU stand-in for the few CUDA features the mvscan kernels use, so that the tests can
 // run the kernels' own device code without a GPU: each CUDA thread of a block is a fiber
 // (ucontext) on one OS thread; __syncthreads and warp shuffles are barriers at which the fibers
 // yield. A barrier that not every thread of the block (or warp) reaches is reported as an error,
