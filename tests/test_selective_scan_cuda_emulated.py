@@ -193,3 +193,26 @@ def test_emulated_results_do_not_depend_on_thread_order(emulated, case):
         assert torch.equal(other[0], results[0][0]) and torch.equal(other[1], results[0][1])
         for name in GRAD_NAMES:
             assert torch.equal(other[2][name], results[0][2][name]), name
+
+
+def test_emulated_input_offsets_past_2_to_the_31(emulated):
+    """u and z read through a batch stride of 2^31 + 64 elements (a view into a 4.3 GB float16
+    buffer of which only the viewed pages are touched): the kernels' index arithmetic must be
+    64-bit. Same results as on contiguous copies."""
+    case = Case(batch=2, dim=4, L=40, N=8, dtype=torch.float16)
+    args = op_args(case)
+    stride = 2**31 + 64
+    try:
+        buf = torch.empty(stride + 2 * 4 * 40, dtype=torch.float16)
+    except RuntimeError as exc:  # no room for the address space: nothing to test here
+        pytest.skip(f"cannot reserve a 4.3 GB buffer: {exc}")
+    far = list(args)
+    for i, offset in ((0, 0), (6, 4 * 40)):  # u at the buffer's start, z after it
+        view = buf.as_strided((2, 4, 40), (stride, 40, 1), offset)
+        view.copy_(args[i])
+        far[i] = view
+    got = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, far, case.softplus)
+    ref = run_ops(emulated.selective_scan_fwd, emulated.selective_scan_bwd, args, case.softplus)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    for name in GRAD_NAMES:
+        assert torch.equal(got[2][name], ref[2][name]), name
