@@ -31,7 +31,7 @@ struct ScanGeometry {
   // Partial slots per group of a variable B (resp. C) gradient: (dim / groups / cell) *
   // blocks_per_cell. The partials are laid out (batch, groups, parts, N, L).
   int64_t B_parts = 1, C_parts = 1;
-  // Variable B/C chunks staged in shared memory (N <= 32); otherwise read from global memory.
+  // Variable B/C tiles staged in shared memory (N <= 32); otherwise read from global memory.
   bool stage_B = false, stage_C = false;
   // Backward: a block's variable B/C gradient is summed over its rows in shared memory when a
   // block holds several rows; with one row per block (N > 64) threads write their slot directly.
