@@ -9,6 +9,7 @@ import itertools
 import pytest
 import torch
 
+from mvscan.reference import conv_pad_left
 from emulation import build_emulation
 from helpers import rel_err
 from test_depthwise_conv1d import make
@@ -17,10 +18,6 @@ from test_depthwise_conv1d import make
 @pytest.fixture(scope="module")
 def emulated():
     return build_emulation("mvscan_conv_emulation", "depthwise_conv1d_emulated.cpp")
-
-
-def pad_left(K: int, padding: str) -> int:
-    return (K - 1) // 2 if padding == "same" else K - 1
 
 
 def both(emulated, x, w, b, dout, pad, silu):
@@ -40,7 +37,7 @@ def test_emulated_matches_cpu_kernel_fp32(emulated, L, K, padding):
     for bias, silu, channels_last in itertools.product([False, True], [False, True],
                                                        [False, True]):
         x, w, b, dout = make(2, 19, L, K, torch.float32, channels_last, bias, seed=L + K)
-        got, want = both(emulated, x, w, b, dout, pad_left(K, padding), silu)
+        got, want = both(emulated, x, w, b, dout, conv_pad_left(K, padding), silu)
         what = f"bias={bias} silu={silu} channels_last={channels_last}"
         assert got[0].stride() == want[0].stride() and got[1].stride() == want[1].stride(), what
         for name, g, r in zip(("out", "dx", "dweight", "dbias"), got, want):
