@@ -1,20 +1,80 @@
-// Every mvscan operator's schema, in one place, and the Python module stub that loads them.
+// Every mvscan operator's schema, in one place, and the Python module that loads them. Each op's
+// folder registers its CPU and CUDA implementations (TORCH_LIBRARY_IMPL in <op>_*_op.*).
 #include <Python.h>
 #include <torch/library.h>
 
+#include "common/cpu_isa.h"
+#include "selective_scan/selective_scan.h"
+
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+// The torch name of a C++ type on the input-dtype list.
+template <typename T>
+const char* torch_name_of() {
+#define MVSCAN_DTYPE(suffix, torch_name, cpp_type, acc_type) \
+  if (std::is_same_v<T, cpp_type>) return #torch_name;
+#include "common/dtypes.def"
+#undef MVSCAN_DTYPE
+  return "unknown";
+}
+
+// (INPUT_DTYPES, ACC_DTYPES): the torch names of the input dtypes in list order, and of each
+// one's accumulation dtype.
+PyObject* dtype_tables() {
+  std::vector<const char*> input, acc;
+#define MVSCAN_DTYPE(suffix, torch_name, cpp_type, acc_type) \
+  input.push_back(#torch_name);                              \
+  acc.push_back(torch_name_of<acc_type>());
+#include "common/dtypes.def"
+#undef MVSCAN_DTYPE
+  PyObject* tables = PyTuple_New(2);
+  PyObject* in = PyTuple_New(static_cast<Py_ssize_t>(input.size()));
+  PyObject* ac = PyTuple_New(static_cast<Py_ssize_t>(acc.size()));
+  for (size_t i = 0; i < input.size(); ++i) {
+    PyTuple_SET_ITEM(in, static_cast<Py_ssize_t>(i), PyUnicode_FromString(input[i]));
+    PyTuple_SET_ITEM(ac, static_cast<Py_ssize_t>(i), PyUnicode_FromString(acc[i]));
+  }
+  PyTuple_SET_ITEM(tables, 0, in);
+  PyTuple_SET_ITEM(tables, 1, ac);
+  return tables;
+}
+
+}  // namespace
+
 extern "C" {
 // `import mvscan._C` loads this library, which runs the TORCH_LIBRARY registrations below and in
-// the kernel files; the module itself is empty.
+// the op folders. The module carries what Python must agree on, so it is defined once, here in
+// C++: STATE_CHUNK_LEN (steps between the scan's saved states), MAX_DSTATE, INPUT_DTYPES (the
+// torch dtype names of common/dtypes.def, in order) and ACC_DTYPES (each one's accumulation dtype).
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+  PyObject* tables = dtype_tables();
+  PyObject* input = PyTuple_GET_ITEM(tables, 0);
+  PyObject* acc = PyTuple_GET_ITEM(tables, 1);
+  Py_INCREF(input);
+  Py_INCREF(acc);
+  Py_DECREF(tables);
+  if (PyModule_AddObject(module, "INPUT_DTYPES", input) < 0 ||
+      PyModule_AddObject(module, "ACC_DTYPES", acc) < 0 ||
+      PyModule_AddIntConstant(module, "STATE_CHUNK_LEN", mvscan::kStateChunkLen) < 0 ||
+      PyModule_AddIntConstant(module, "MAX_DSTATE", mvscan::kMaxDState) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 }
 
 TORCH_LIBRARY(mvscan, m) {
-  // Returns (out, states): out (batch, dim, L) in u's dtype; states (batch, dim, ceil(L/64), N)
-  // in fp32 (fp64 for fp64 inputs), the state at the last step of every 64-step chunk. The last
-  // one is h_L; the backward recomputes the rest from them.
+  // Returns (out, states): out (batch, dim, L) in u's dtype; states (batch, dim, n_chunks, N) in
+  // the accumulation dtype, the state at the last step of every state chunk (STATE_CHUNK_LEN
+  // steps; n_chunks = ceil(L / STATE_CHUNK_LEN)). The last one is h_L; the backward recomputes
+  // the rest from them.
   m.def(
       "selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, "
       "Tensor? z, Tensor? delta_bias, bool delta_softplus) -> (Tensor, Tensor)");
@@ -36,4 +96,8 @@ TORCH_LIBRARY(mvscan, m) {
   m.def(
       "depthwise_conv1d_bwd(Tensor dout, Tensor x, Tensor weight, Tensor? bias, int pad_left, "
       "bool silu) -> (Tensor, Tensor, Tensor)");
+
+  // Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
+  // best this CPU supports) and returns the one now active. The tests run every build this way.
+  m.def("_set_cpu_isa(str name) -> str", &mvscan::cpu::set_cpu_isa);
 }

@@ -4,6 +4,7 @@ operators with hand-written kernels.
 ``from mvscan import selective_scan_fn`` is a drop-in for mamba_ssm's function of that name.
 """
 
+from ._extension import INPUT_DTYPES
 from .depthwise_conv import depthwise_conv1d
 from .ops import KERNEL_DEVICES, STATE_CHUNK_LEN, selective_scan
 from .reference import depthwise_conv1d_ref, selective_scan_ref
@@ -12,6 +13,7 @@ from .reference import depthwise_conv1d_ref, selective_scan_ref
 selective_scan_fn = selective_scan
 
 __all__ = [
+    "INPUT_DTYPES",
     "KERNEL_DEVICES",
     "depthwise_conv1d",
     "depthwise_conv1d_ref",

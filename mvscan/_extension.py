@@ -7,11 +7,22 @@ import warnings
 import torch
 
 try:
-    from . import _C  # noqa: F401  (loading the library registers torch.ops.mvscan.*)
+    from . import _C  # loading the library registers torch.ops.mvscan.*
 
     EXTENSION_ERROR: Exception | None = None
 except ImportError as exc:  # a source checkout that was never built, or a broken build
+    _C = None
     EXTENSION_ERROR = exc
+
+# Constants defined once, in C++ (csrc/registration.cpp and csrc/common/dtypes.def), read here.
+# Without the extension only the pure-PyTorch references run: they need no state chunks, and the
+# dtype tables fall back to the ones this package was written with.
+_DTYPE_NAMES = (_C.INPUT_DTYPES, _C.ACC_DTYPES) if _C is not None else (
+    ("float32", "float16", "bfloat16", "float64"), ("float32", "float32", "float32", "float64"))
+STATE_CHUNK_LEN: int = _C.STATE_CHUNK_LEN if _C is not None else 64
+INPUT_DTYPES: tuple[torch.dtype, ...] = tuple(getattr(torch, n) for n in _DTYPE_NAMES[0])
+_ACC_DTYPE: dict[torch.dtype, torch.dtype] = {
+    getattr(torch, i): getattr(torch, a) for i, a in zip(*_DTYPE_NAMES)}
 
 _warned_fallback: set[str] = set()
 
@@ -40,8 +51,8 @@ def warn_fallback(op: str, device_type: str) -> None:
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The accumulation dtype of an input dtype: float64 for float64, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    """The state and accumulation dtype of an input dtype (csrc/common/dtypes.def)."""
+    return _ACC_DTYPE.get(dtype, torch.float32)
 
 
 def check_same_device(op: str, first: str, tensors: dict[str, torch.Tensor | None]) -> None:

@@ -6,13 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices,
-                         warn_fallback)
+from ._extension import (EXTENSION_ERROR, STATE_CHUNK_LEN, acc_dtype, check_same_device,
+                         kernel_devices, warn_fallback)
 from .reference import selective_scan_ref
-
-# Must equal kStateChunkLen in csrc/selective_scan.h: the forward saves the state at the end of
-# every chunk of this many steps (checked by the opcheck tests, which compare fake and real).
-STATE_CHUNK_LEN = 64
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::selective_scan_fwd")
 
@@ -118,10 +114,6 @@ def selective_scan(
     Differentiable w.r.t. every tensor argument. State and accumulation are float32 (float64 for
     float64 inputs). Devices without a compiled kernel run ``selective_scan_ref`` (with a
     warning), which computes the same function step by step.
-
-    CUDA tensors run hand-written kernels (csrc/cuda/) that are compiled but have not yet run
-    on a GPU: their device code is tested on CPU through an emulation of CUDA threads, and
-    tests/test_selective_scan_cuda.py checks them on a real GPU where one is present.
     """
     if not isinstance(u, Tensor):
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Host-side C++ of the package that the emulated drivers call (argument checks, outputs).
-HOST_SOURCES = ("selective_scan_params.cpp", "selective_scan_bwd_buffers.cpp",
-                "depthwise_conv1d_params.cpp", "op_utils.cpp")
+
+def host_sources() -> list[str]:
+    """The package's host-side C++ that the emulated drivers call (argument checks, outputs, dtype
+    rules): every csrc .cpp but the registrations (registration.cpp, *_op.cpp, which would
+    register the operators a second time) and CUDA-only files."""
+    found = glob.glob(os.path.join(ROOT, "csrc", "*", "*.cpp"))
+    return sorted(s for s in found
+                  if not s.endswith("_op.cpp") and "_cuda" not in os.path.basename(s))
 
 
 def build_emulation(name: str, source: str):
@@ -20,8 +26,7 @@ def build_emulation(name: str, source: str):
     os.makedirs(build_dir, exist_ok=True)
     return cpp_extension.load(
         name=name,
-        sources=[os.path.join(ROOT, "tests", "cuda_emulation", source)]
-        + [os.path.join(ROOT, "csrc", s) for s in HOST_SOURCES],
+        sources=[os.path.join(ROOT, "tests", "cuda_emulation", source)] + host_sources(),
         extra_include_paths=[os.path.join(ROOT, "csrc")],
         extra_cflags=["-O2"],
         build_directory=build_dir,

@@ -28,7 +28,7 @@ def with_(name, value, **case_kw):
 BAD = [
     ("u 2-d", lambda: with_("u", torch.randn(8, 10)), r"u must be a 3-d tensor .*\[8, 10\]"),
     ("u int", lambda: with_("u", torch.ones(2, 8, 10, dtype=torch.int64)),
-     r"u must be float32, float16 or bfloat16.*Long"),
+     r"u must be float32, float16, bfloat16 or float64, got Long"),
     ("u complex", lambda: with_("u", torch.randn(2, 8, 10, dtype=torch.complex64)),
      r"u is complex"),
     ("L zero", lambda: {**base(), "u": torch.randn(2, 8, 0), "delta": torch.randn(2, 8, 0),

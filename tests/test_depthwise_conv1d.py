@@ -198,7 +198,7 @@ BAD = [
     ("unknown activation", lambda: (torch.randn(2, 4, 10), torch.randn(4, 3), None, "same", "gelu"),
      r"activation must be one of \(None, 'silu'\), got 'gelu'"),
     ("int x", lambda: (torch.ones(2, 4, 10, dtype=torch.int32), torch.randn(4, 3), None, "same",
-                       None), r"x must be float32, float16 or bfloat16"),
+                       None), r"x must be float32, float16, bfloat16 or float64, got Int"),
     ("weight dtype", lambda: (torch.randn(2, 4, 10).half(), torch.randn(4, 3).double(), None,
                               "same", None), r"weight must have x's dtype \(Half\) or float32"),
     ("device mismatch", lambda: (torch.randn(2, 4, 10), torch.randn(4, 3, device="meta"), None,

@@ -78,7 +78,13 @@ def test_cuda_graph_capture():
     torch.testing.assert_close(out, expected)
 
 
-def test_cuda_float64_is_refused_clearly():
-    x, w, _, _ = to_cuda(*make(1, 4, 10, 3, torch.float64, False, bias=False))
-    with pytest.raises(TypeError, match="CUDA supports float32, float16 and bfloat16"):
-        mvscan.depthwise_conv1d(x, w)
+def test_cuda_float64_matches_cpu_kernel():
+    """float64 accumulates in float64 on CUDA as on CPU (the dtype list's rule)."""
+    x, w, b, dout = make(2, 7, 300, 4, torch.float64, True, bias=True, seed=5)
+    want = (torch.ops.mvscan.depthwise_conv1d_fwd(x, w.reshape(7, -1), b, 3, True),
+            *torch.ops.mvscan.depthwise_conv1d_bwd(dout, x, w.reshape(7, -1), b, 3, True))
+    xc, wc, bc, doutc = to_cuda(x, w, b, dout)
+    got = (torch.ops.mvscan.depthwise_conv1d_fwd(xc, wc.reshape(7, -1), bc, 3, True),
+           *torch.ops.mvscan.depthwise_conv1d_bwd(doutc, xc, wc.reshape(7, -1), bc, 3, True))
+    for name, g, r in zip(("out", "dx", "dweight", "dbias"), got, want):
+        assert rel_err(g.cpu(), r) <= 1e-12, name

@@ -64,10 +64,14 @@ def test_emulated_several_dweight_parts(emulated):
         assert rel_err(g, r) <= 1e-5, name
 
 
-def test_emulated_refuses_float64(emulated):
-    x, w, _, _ = make(1, 4, 10, 3, torch.float64, False, bias=False)
-    with pytest.raises(TypeError, match="CUDA supports float32, float16 and bfloat16"):
-        emulated.depthwise_conv1d_fwd(x, w.reshape(4, 3), None, 1, False)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_emulated_float64(emulated, channels_last):
+    """float64 inputs accumulate in float64 (the dtype list's rule), on CUDA as on CPU."""
+    x, w, b, dout = make(2, 7, 300, 4, torch.float64, channels_last, bias=True, seed=5)
+    got, want = both(emulated, x, w, b, dout, 3, True)
+    for name, g, r in zip(("out", "dx", "dweight", "dbias"), got, want):
+        assert g.dtype == r.dtype == torch.float64, name
+        assert rel_err(g, r) <= 1e-12, name
 
 
 def test_emulated_results_do_not_depend_on_thread_order(emulated):

@@ -1,20 +1,26 @@
-// The CUDA depthwise conv1d kernels (csrc/cuda/depthwise_conv1d_cuda_kernels.cuh) and their host
+// The CUDA depthwise conv1d kernels (csrc/depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh) and their host
 // driver, run on CPU tensors through cuda_emulator.h. Built by
 // tests/test_depthwise_conv1d_cuda_emulated.py; exposes depthwise_conv1d_fwd / _bwd with the
 // signatures of torch.ops.mvscan.*.
 #include <torch/extension.h>
 
+#include <cstring>
+
 #include "cuda_emulator.h"
 
 namespace mvscan {
 namespace cuda {
-// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another).
-float conv_tree[1024];
+// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another), sized
+// for double, the widest accumulation type.
+alignas(16) unsigned char conv_tree[256 * sizeof(double)];
 }  // namespace cuda
 }  // namespace mvscan
 
-#include "cuda/depthwise_conv1d_cuda_driver.h"
-#include "cuda/depthwise_conv1d_cuda_kernels.cuh"
+#include "depthwise_conv1d/depthwise_conv1d_cuda_driver.h"
+#include "depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh"
+
+static_assert(sizeof(mvscan::cuda::conv_tree) >= mvscan::cuda::kConvThreads * sizeof(double),
+              "the emulated reduction tree must hold kConvThreads doubles");
 
 namespace mvscan {
 namespace cuda {
@@ -26,7 +32,7 @@ void run_grid(int64_t grid_x, int64_t grid_y, Kernel&& kernel) {
   const EmulatedDim3 grid{static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1};
   for (int64_t y = 0; y < grid_y; ++y) {
     for (int64_t x = 0; x < grid_x; ++x) {
-      std::fill(std::begin(conv_tree), std::end(conv_tree), std::nanf(""));
+      std::memset(conv_tree, 0xff, sizeof(conv_tree));  // NaN in float and in double
       const EmulatedDim3 block{static_cast<unsigned>(x), static_cast<unsigned>(y), 0};
       cuda_emulator::run_block(kConvThreads, block, grid, kernel);
     }
@@ -52,7 +58,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const
           int64_t blocks) {
         run_grid(blocks, 1, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
       },
-      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, float* partial,
+      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, void* partial,
           int64_t channels, int64_t parts) {
         run_grid(channels, parts,
                  [&] { conv_bwd_dweight_kernel<decltype(tag)>(bp, rows_per_part, partial); });

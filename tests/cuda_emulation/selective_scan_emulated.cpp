@@ -1,4 +1,4 @@
-// The CUDA selective-scan kernels (csrc/cuda/selective_scan_cuda_kernels.cuh) and their host
+// The CUDA selective-scan kernels (csrc/selective_scan/selective_scan_cuda_kernels.cuh) and their host
 // driver, run on CPU tensors through cuda_emulator.h. Built by
 // tests/test_selective_scan_cuda_emulated.py with torch.utils.cpp_extension; exposes
 // selective_scan_fwd / selective_scan_bwd with the signatures of torch.ops.mvscan.*.
@@ -16,8 +16,8 @@ alignas(16) unsigned char smem_raw[kEmulatedSmemBytes];
 }  // namespace cuda
 }  // namespace mvscan
 
-#include "cuda/selective_scan_cuda_driver.h"
-#include "cuda/selective_scan_cuda_kernels.cuh"
+#include "selective_scan/selective_scan_cuda_driver.h"
+#include "selective_scan/selective_scan_cuda_kernels.cuh"
 
 namespace mvscan {
 namespace cuda {

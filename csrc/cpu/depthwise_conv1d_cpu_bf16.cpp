@@ -1,9 +1,0 @@
-// CPU depthwise conv1d instantiated for c10::BFloat16 inputs (one file per dtype so they compile in parallel).
-#include "depthwise_conv1d_cpu_isa.h"
-
-namespace mvscan {
-namespace cpu {
-template void depthwise_conv1d_fwd_cpu<c10::BFloat16>(const DepthwiseConv1dParams&, CpuIsa);
-template void depthwise_conv1d_bwd_cpu<c10::BFloat16>(const DepthwiseConv1dBwdParams&, CpuIsa);
-}  // namespace cpu
-}  // namespace mvscan

@@ -1,0 +1,30 @@
+// CPU depthwise conv1d: chunking, workspace sizes and the per-dtype entry points.
+#pragma once
+
+#include <cstdint>
+
+#include "depthwise_conv1d/depthwise_conv1d.h"
+#include "common/cpu_isa.h"
+
+namespace mvscan {
+namespace cpu {
+
+// Steps per chunk: the K - 1 halo steps are loaded twice, so longer chunks waste less.
+constexpr int64_t kConvChunkLen = 128;
+
+inline int64_t conv_fwd_workspace_elems(int64_t K, int lanes) {
+  return (K + 1 + (kConvChunkLen + K - 1) + kConvChunkLen) * lanes;
+}
+inline int64_t conv_bwd_workspace_elems(int64_t K, int lanes) {
+  return (2 * K + 2 + (kConvChunkLen + 2 * (K - 1)) + 2 * (kConvChunkLen + K - 1) +
+          kConvChunkLen) * lanes;
+}
+
+// Instantiated per input dtype by depthwise_conv1d_cpu_instances.inl.
+template <typename input_t>
+void depthwise_conv1d_fwd_cpu(const DepthwiseConv1dParams& params, CpuIsa isa);
+template <typename input_t>
+void depthwise_conv1d_bwd_cpu(const DepthwiseConv1dBwdParams& params, CpuIsa isa);
+
+}  // namespace cpu
+}  // namespace mvscan

@@ -1,0 +1,84 @@
+// The host side of the CUDA depthwise conv1d, independent of how kernels are launched: checks,
+// outputs, launch sizes and the fixed-order sum of the dweight/dbias partials. The CUDA op
+// (depthwise_conv1d_cuda.cu) passes launchers that run the kernels on the current stream; the
+// tests' CPU emulation (tests/cuda_emulation/) passes launchers that run them on CPU fibers.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+
+#include "depthwise_conv1d/depthwise_conv1d_params.h"
+#include "common/outputs.h"
+#include "depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh"
+
+namespace mvscan {
+namespace cuda {
+
+// Blocks of kConvThreads for a grid-stride loop over `total` elements.
+inline int64_t elementwise_blocks(int64_t total) {
+  return std::max<int64_t>(
+      1, std::min<int64_t>((total + kConvThreads - 1) / kConvThreads, int64_t(1) << 20));
+}
+
+inline bool channels_fast(const at::Tensor& x) { return x.size(1) > 1 && x.stride(1) == 1; }
+
+// launch(tag, p, channels_fast, total, blocks) runs conv_fwd_kernel.
+template <typename Launch>
+at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& weight,
+                                       const std::optional<at::Tensor>& bias, int64_t pad_left,
+                                       bool silu, Launch&& launch) {
+  DepthwiseConv1dParams p = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  at::Tensor out = poisoned(empty_like_conv_input(x));
+  p.out = out.data_ptr();
+  p.out_strides = seq_strides_of(out);
+  const int64_t total = x.numel();
+  if (total == 0) return out;
+  dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
+    launch(tag, p, channels_fast(x), total, elementwise_blocks(total));
+  });
+  return out;
+}
+
+// launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel;
+// launch_dweight(tag, bp, rows_per_part, partial, channels, parts) runs conv_bwd_dweight_kernel
+// on a (channels, parts) grid.
+template <typename LaunchDx, typename LaunchDweight>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
+    const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu, LaunchDx&& launch_dx,
+    LaunchDweight&& launch_dweight) {
+  DepthwiseConv1dBwdParams bp;
+  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  const DepthwiseConv1dParams& p = bp.fwd;
+  check_depthwise_conv1d_dout(x, dout);
+  const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
+  at::Tensor dx = poisoned(empty_like_conv_input(x));
+  bp.dout = dout.data_ptr();
+  bp.dout_strides = seq_strides_of(dout);
+  bp.dx = dx.data_ptr();
+  bp.dx_strides = seq_strides_of(dx);
+
+  const int64_t rows = p.batch * p.seqlen;
+  const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);
+  const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
+  at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, acc);
+  const int64_t total = x.numel();
+  if (total > 0) {
+    dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
+      launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
+      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), p.channels, parts);
+    });
+  }
+  const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order
+  at::Tensor dweight = sums.narrow(1, 0, p.width).to(weight.scalar_type()).contiguous();
+  at::Tensor dbias = bias.has_value() ? sums.select(1, p.width).to(bias->scalar_type())
+                                      : at::empty({0}, acc);
+  return {dx, dweight, dbias};
+}
+
+}  // namespace cuda
+}  // namespace mvscan

@@ -1,0 +1,187 @@
+// CUDA kernels of the depthwise conv1d, forward and backward: device code only. The launchers
+// (depthwise_conv1d_cuda.cu) include it; so does the tests' CPU emulation of the kernels
+// (tests/cuda_emulation/), which runs this very code with one fiber per CUDA thread.
+//
+// STATUS: compiled, not yet run on a GPU. On real hardware nothing of it has executed; its device
+// code runs in the tests on CPU through tests/cuda_emulation/ against the CPU kernel, and
+// tests/test_depthwise_conv1d_cuda.py checks it on a GPU when one is present. Run
+// scripts/gpu_check.sh on a GPU machine before trusting it.
+//
+// Design: one thread per output element, with threads numbered along whichever of channels or
+// steps is contiguous in x, so loads and stores coalesce in both layouts (in_proj's output is
+// channels-contiguous). Taps re-read neighbouring x values through L1/L2 rather than staging
+// tiles in shared memory: K <= 32 and typical K = 3-4, so the op stays bandwidth-bound.
+// The backward recomputes the pre-activation (never stored), computes dx the same way, and sums
+// dweight/dbias deterministically: fixed (channel, row-range) blocks write per-range partials
+// with a fixed-order shared-memory tree, and the partials are summed over ranges by torch.sum.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include "depthwise_conv1d/depthwise_conv1d.h"
+#include "common/dtypes.h"
+#include "common/math.h"
+
+namespace mvscan {
+namespace cuda {
+
+constexpr int kConvThreads = 256;
+// Rows (batch x step pairs) one dweight/dbias block sums before writing its partial.
+constexpr int64_t kRowsPerPart = 8192;
+
+template <typename input_t>
+using conv_acc_t = typename AccType<input_t>::type;
+
+template <typename input_t>
+__device__ __forceinline__ conv_acc_t<input_t> load_param(const void* base, bool is_float32,
+                                                          int64_t i) {
+  using acc_t = conv_acc_t<input_t>;
+  return is_float32 ? static_cast<acc_t>(static_cast<const float*>(base)[i])
+                    : static_cast<acc_t>(static_cast<const input_t*>(base)[i]);
+}
+
+struct Element {
+  int64_t b, c, t;
+};
+
+// Element e in an order whose fastest index is the contiguous one of x.
+__device__ __forceinline__ Element element_of(int64_t e, int64_t C, int64_t L,
+                                              bool channels_fast) {
+  Element el;
+  if (channels_fast) {
+    el.c = e % C;
+    const int64_t rest = e / C;
+    el.t = rest % L;
+    el.b = rest / L;
+  } else {
+    el.t = e % L;
+    const int64_t rest = e / L;
+    el.c = rest % C;
+    el.b = rest / C;
+  }
+  return el;
+}
+
+// bias + sum_k w[c, k] x[b, c, t + k - pad_left], x zero outside [0, L).
+template <typename input_t>
+__device__ conv_acc_t<input_t> conv_pre(const DepthwiseConv1dParams& p, int64_t b, int64_t c,
+                                        int64_t t) {
+  using acc_t = conv_acc_t<input_t>;
+  const input_t* x = static_cast<const input_t*>(p.x) + b * p.x_strides.batch + c * p.x_strides.dim;
+  acc_t acc = p.bias != nullptr
+                  ? load_param<input_t>(p.bias, p.bias_is_float32, c * p.bias_stride)
+                  : acc_t(0);
+  for (int64_t k = 0; k < p.width; ++k) {
+    const int64_t s = t + k - p.pad_left;
+    if (s >= 0 && s < p.seqlen) {
+      const acc_t w = load_param<input_t>(p.weight, p.weight_is_float32,
+                                          c * p.weight_channel_stride + k * p.weight_tap_stride);
+      acc += w * static_cast<acc_t>(x[s * p.x_strides.len]);
+    }
+  }
+  return acc;
+}
+
+// The gradient w.r.t. the pre-activation at (b, c, s): dout * silu'(pre), or dout; zero
+// outside [0, L).
+template <typename input_t>
+__device__ conv_acc_t<input_t> grad_pre(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t c,
+                                        int64_t s) {
+  using acc_t = conv_acc_t<input_t>;
+  const DepthwiseConv1dParams& p = bp.fwd;
+  if (s < 0 || s >= p.seqlen) return acc_t(0);
+  const input_t* dout = static_cast<const input_t*>(bp.dout);
+  acc_t g = static_cast<acc_t>(
+      dout[b * bp.dout_strides.batch + c * bp.dout_strides.dim + s * bp.dout_strides.len]);
+  if (p.silu) {
+    const acc_t z = conv_pre<input_t>(p, b, c, s);
+    const acc_t sg = sigmoid_acc(z);
+    g *= sg * (acc_t(1) + z * (acc_t(1) - sg));
+  }
+  return g;
+}
+
+template <typename input_t>
+__global__ void conv_fwd_kernel(DepthwiseConv1dParams p, bool channels_fast, int64_t total) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
+    const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
+    conv_acc_t<input_t> y = conv_pre<input_t>(p, el.b, el.c, el.t);
+    if (p.silu) y *= sigmoid_acc(y);
+    static_cast<input_t*>(p.out)[el.b * p.out_strides.batch + el.c * p.out_strides.dim +
+                                 el.t * p.out_strides.len] = static_cast<input_t>(y);
+  }
+}
+
+// dx[b, c, t] = sum_k w[c, k] g[b, c, t - k + pad_left]
+template <typename input_t>
+__global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fast,
+                                   int64_t total) {
+  const DepthwiseConv1dParams& p = bp.fwd;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
+    const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
+    conv_acc_t<input_t> acc = 0;
+    for (int64_t k = 0; k < p.width; ++k) {
+      const conv_acc_t<input_t> w = load_param<input_t>(p.weight, p.weight_is_float32,
+                                          el.c * p.weight_channel_stride + k * p.weight_tap_stride);
+      acc += w * grad_pre<input_t>(bp, el.b, el.c, el.t - k + p.pad_left);
+    }
+    static_cast<input_t*>(bp.dx)[el.b * bp.dx_strides.batch + el.c * bp.dx_strides.dim +
+                                 el.t * bp.dx_strides.len] = static_cast<input_t>(acc);
+  }
+}
+
+// Block (c, part) sums g * x (per tap) and g over rows [part * rows, (part + 1) * rows) of the
+// flattened (batch, step) range of channel c, and writes partial[part][c][0..K] (K = bias) in the
+// accumulation type.
+template <typename input_t>
+__global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part,
+                                        void* partial_out) {
+  using acc_t = conv_acc_t<input_t>;
+  acc_t* partial = static_cast<acc_t*>(partial_out);
+  const DepthwiseConv1dParams& p = bp.fwd;
+  const int64_t c = blockIdx.x, part = blockIdx.y, K = p.width;
+  const int64_t rows = p.batch * p.seqlen;
+  const int64_t begin = part * rows_per_part;
+  const int64_t end = begin + rows_per_part < rows ? begin + rows_per_part : rows;
+  acc_t acc[kMaxConvWidth + 1];
+  for (int64_t k = 0; k <= K; ++k) acc[k] = acc_t(0);
+  const input_t* x = static_cast<const input_t*>(p.x) + c * p.x_strides.dim;
+  for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) {
+    const int64_t b = r / p.seqlen, t = r % p.seqlen;
+    const acc_t g = grad_pre<input_t>(bp, b, c, t);
+    acc[K] += g;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t s = t + k - p.pad_left;
+      if (s >= 0 && s < p.seqlen)
+        acc[k] += g * static_cast<acc_t>(x[b * p.x_strides.batch + s * p.x_strides.len]);
+    }
+  }
+  // kConvThreads values of acc_t (dynamic: see dweight_smem_bytes); declared as bytes because
+  // the instantiations for float and double share the one extern symbol.
+  extern __shared__ unsigned char conv_tree[];
+  acc_t* buf = reinterpret_cast<acc_t*>(conv_tree);
+  for (int64_t k = 0; k <= K; ++k) {
+    buf[threadIdx.x] = acc[k];
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[(part * p.channels + c) * (K + 1) + k] = buf[0];
+    __syncthreads();
+  }
+}
+
+// Dynamic shared memory of conv_bwd_dweight_kernel: its reduction tree.
+template <typename input_t>
+constexpr size_t dweight_smem_bytes() {
+  return kConvThreads * sizeof(conv_acc_t<input_t>);
+}
+
+}  // namespace cuda
+}  // namespace mvscan

@@ -1,0 +1,84 @@
+#include "depthwise_conv1d/depthwise_conv1d_params.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "common/outputs.h"
+
+namespace mvscan {
+namespace {
+
+constexpr const char* kOp = "mvscan.depthwise_conv1d: ";
+
+void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_type) {
+  TORCH_CHECK_TYPE(t.scalar_type() == x_type || t.scalar_type() == at::kFloat, kOp, name,
+                   " must have x's dtype (", x_type, ") or float32, got ", t.scalar_type());
+}
+
+}  // namespace
+
+void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout) {
+  TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
+                    "dout must have x's shape ", x.sizes(), " and device ", x.device(), ", got ",
+                    dout.sizes(), " on ", dout.device());
+  TORCH_CHECK_TYPE(dout.scalar_type() == x.scalar_type(), kOp, "dout must have x's dtype ",
+                   x.scalar_type(), ", got ", dout.scalar_type());
+}
+
+at::Tensor empty_like_conv_input(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
+  const bool channels_last =
+      C > 1 && x.stride(1) == 1 && x.stride(2) == C && x.stride(0) == C * L;
+  if (channels_last) return at::empty({B, L, C}, x.options()).transpose(1, 2);
+  return at::empty({B, C, L}, x.options());
+}
+
+DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias,
+                                                   int64_t pad_left, bool silu) {
+  TORCH_CHECK_VALUE(x.dim() == 3, kOp, "x must be a 3-d tensor (batch, channels, L), got shape ",
+                    x.sizes());
+  check_input_dtype(x, "mvscan.depthwise_conv1d", "x");
+  const at::ScalarType xt = x.scalar_type();
+  const int64_t C = x.size(1);
+  TORCH_CHECK_VALUE(weight.device() == x.device(), kOp, "weight is on ", weight.device(),
+                    " but x is on ", x.device(), "; all tensors must be on one device");
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == C, kOp,
+                    "weight must have shape (channels, K) with channels = x.shape[1] = ", C,
+                    ", got ", weight.sizes());
+  check_param_dtype(weight, "weight", xt);
+  const int64_t K = weight.size(1);
+  TORCH_CHECK_VALUE(K >= 1 && K <= kMaxConvWidth, kOp, "kernel width K = ", K,
+                    " (weight.shape[-1]) is not supported; supported: 1 to ", kMaxConvWidth);
+  TORCH_CHECK_VALUE(pad_left >= 0 && pad_left <= K - 1, kOp, "pad_left = ", pad_left,
+                    " must be in [0, K - 1] = [0, ", K - 1, "]");
+  if (bias.has_value()) {
+    TORCH_CHECK_VALUE(bias->device() == x.device(), kOp, "bias is on ", bias->device(),
+                      " but x is on ", x.device(), "; all tensors must be on one device");
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == C, kOp,
+                      "bias must have shape (channels,) = (", C, ",), got ", bias->sizes());
+    check_param_dtype(*bias, "bias", xt);
+  }
+
+  DepthwiseConv1dParams p;
+  p.batch = x.size(0);
+  p.channels = C;
+  p.seqlen = x.size(2);
+  p.width = K;
+  p.pad_left = pad_left;
+  p.silu = silu;
+  p.x = x.data_ptr();
+  p.x_strides = seq_strides_of(x);
+  p.weight = weight.data_ptr();
+  p.weight_is_float32 = weight.scalar_type() == at::kFloat;
+  p.weight_channel_stride = weight.stride(0);
+  p.weight_tap_stride = weight.stride(1);
+  if (bias.has_value()) {
+    p.bias = bias->data_ptr();
+    p.bias_is_float32 = bias->scalar_type() == at::kFloat;
+    p.bias_stride = bias->stride(0);
+  }
+  return p;
+}
+
+}  // namespace mvscan

@@ -1,0 +1,25 @@
+// Argument checks and parameter blocks for the depthwise conv1d operators, shared by every device.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "depthwise_conv1d/depthwise_conv1d.h"
+
+namespace mvscan {
+
+// Validates the forward's arguments (ValueError/TypeError naming the argument, what was expected
+// and what came) and describes them. Output pointers are left unset.
+DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias,
+                                                   int64_t pad_left, bool silu);
+
+// Checks the backward's dout against x: same shape, device and dtype.
+void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout);
+
+// An empty output shaped like x: channels-last when x is dense channels-last (as in_proj's
+// output transposed), contiguous otherwise. mvscan/ops.py's fake kernel follows the same rule.
+at::Tensor empty_like_conv_input(const at::Tensor& x);
+
+}  // namespace mvscan

@@ -1,0 +1,12 @@
+// The CPU selective-scan kernels instantiated for one input dtype: setup.py compiles this file once
+// per dtype of common/dtypes.def, through a generated wrapper that defines
+// MVSCAN_INSTANCE_DTYPE_INDEX, so the dtypes build in parallel.
+#include "selective_scan/selective_scan_cpu_isa.h"
+
+namespace mvscan {
+namespace cpu {
+using instance_t = InputTypeAt<MVSCAN_INSTANCE_DTYPE_INDEX>;
+template void selective_scan_fwd_cpu<instance_t>(const SelectiveScanParams&, CpuIsa);
+template void selective_scan_bwd_cpu<instance_t>(const SelectiveScanBwdParams&, CpuIsa);
+}  // namespace cpu
+}  // namespace mvscan

@@ -1,0 +1,80 @@
+// mvscan::selective_scan_fwd / _bwd on CUDA: the host driver (selective_scan_cuda_driver.h) with
+// launchers that run the kernels on the current stream, without synchronising.
+//
+// STATUS: compiled, not yet run on a GPU (see selective_scan_cuda_kernels.cuh).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>  // not ATen/cuda/CUDAContext.h: it needs cuSPARSE/cuBLAS headers
+#include <torch/library.h>
+
+#include <array>
+#include <tuple>
+
+#include "selective_scan/selective_scan_cuda.h"
+#include "selective_scan/selective_scan_cuda_driver.h"
+
+namespace mvscan {
+namespace cuda {
+namespace {
+
+// The most dynamic shared memory one block may use on a device, cached per device.
+size_t max_smem_per_block(int device) {
+  static std::array<int, 64> cache{};
+  TORCH_CHECK(device >= 0 && device < static_cast<int>(cache.size()),
+              "mvscan.selective_scan: unexpected CUDA device index ", device);
+  if (cache[device] == 0) {
+    int v = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    cache[device] = v;
+  }
+  return static_cast<size_t>(cache[device]);
+}
+
+void check_cuda(const at::Tensor& u) {
+  TORCH_CHECK_VALUE(u.is_cuda(), "mvscan.selective_scan: CUDA kernel called with u on ",
+                    u.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+    const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+    const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
+  check_cuda(u);
+  const c10::cuda::CUDAGuard guard(u.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  return selective_scan_fwd_driver(
+      u, delta, A, B, C, D, z, delta_bias, delta_softplus, max_smem_per_block(u.get_device()),
+      [&](auto tag, const SelectiveScanParams& p, const ScanGeometry& geo) {
+        launch_selective_scan_fwd<decltype(tag)>(p, geo, stream);
+      });
+}
+
+SelectiveScanGrads selective_scan_bwd(const at::Tensor& dout,
+                                      const std::optional<at::Tensor>& dstates,
+                                      const at::Tensor& u, const at::Tensor& delta,
+                                      const at::Tensor& A, const at::Tensor& B,
+                                      const at::Tensor& C, const std::optional<at::Tensor>& D,
+                                      const std::optional<at::Tensor>& z,
+                                      const std::optional<at::Tensor>& delta_bias,
+                                      const at::Tensor& states, bool delta_softplus) {
+  check_cuda(u);
+  const c10::cuda::CUDAGuard guard(u.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  return selective_scan_bwd_driver(
+      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+      max_smem_per_block(u.get_device()),
+      [&](auto tag, const SelectiveScanBwdParams& bp, const ScanGeometry& geo) {
+        launch_selective_scan_bwd<decltype(tag)>(bp, geo, stream);
+      });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mvscan, CUDA, m) {
+  m.impl("selective_scan_fwd", &selective_scan_fwd);
+  m.impl("selective_scan_bwd", &selective_scan_bwd);
+}
+
+}  // namespace cuda
+}  // namespace mvscan
