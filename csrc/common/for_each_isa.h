@@ -4,7 +4,7 @@
 // AVX2 and AVX-512 builds exist. No include guard: a file includes it once per kernel header.
 //
 // Kernel headers see MVSCAN_ISA (the namespace), MVSCAN_ISA_LANES (vector width in floats) and,
-// for the x86 builds, MVSCAN_TILE_HEADER (in-register tile transposes, see tile_io.h).
+// for the x86 builds, MVSCAN_TRANSPOSE_HEADER (in-register square transposes, see panel_io.h).
 
 #define MVSCAN_ISA baseline
 #define MVSCAN_ISA_LANES 8
@@ -23,9 +23,9 @@
 #endif
 #define MVSCAN_ISA avx2
 #define MVSCAN_ISA_LANES 8
-#define MVSCAN_TILE_HEADER "common/transpose_avx2.h"
+#define MVSCAN_TRANSPOSE_HEADER "common/transpose_avx2.h"
 #include MVSCAN_ISA_KERNEL
-#undef MVSCAN_TILE_HEADER
+#undef MVSCAN_TRANSPOSE_HEADER
 #undef MVSCAN_ISA_LANES
 #undef MVSCAN_ISA
 #if defined(__clang__)
@@ -48,9 +48,9 @@
 #endif
 #define MVSCAN_ISA avx512
 #define MVSCAN_ISA_LANES 16
-#define MVSCAN_TILE_HEADER "common/transpose_avx512.h"
+#define MVSCAN_TRANSPOSE_HEADER "common/transpose_avx512.h"
 #include MVSCAN_ISA_KERNEL
-#undef MVSCAN_TILE_HEADER
+#undef MVSCAN_TRANSPOSE_HEADER
 #undef MVSCAN_ISA_LANES
 #undef MVSCAN_ISA
 #if defined(__clang__)

@@ -1,7 +1,7 @@
-// Buffers and tile I/O shared by the CPU kernels of one instruction set.
+// Buffers and panel I/O shared by the CPU kernels of one instruction set.
 //
 // No include guard: a kernel header includes it inside its ISA namespace (see for_each_isa.h),
-// and no file includes two kernel headers. A tile is kLanes channels x T steps of a
+// and no file includes two kernel headers. A panel is kLanes channels x T steps of a
 // (batch, channels, L) tensor, held as buf[t][lane] in the accumulation type.
 
 #define MVSCAN_LANES _Pragma("omp simd") for (int l = 0; l < kLanes; ++l)
@@ -21,22 +21,22 @@ inline void zero(acc_t* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = acc_t(0);
 }
 
-#if defined(MVSCAN_TILE_HEADER)
-#include MVSCAN_TILE_HEADER
-static_assert(SimdTile::kWidth == kLanes, "tile transposes must match the lane count");
+#if defined(MVSCAN_TRANSPOSE_HEADER)
+#include MVSCAN_TRANSPOSE_HEADER
+static_assert(SimdTranspose::kWidth == kLanes, "transposes must match the lane count");
 
-// Tile loads and stores through in-register transposes, for sequences contiguous along L:
+// Panel loads and stores through in-register transposes, for sequences contiguous along L:
 // kLanes rows of kLanes steps at a time; a shorter tail goes element by element.
 template <typename input_t>
-inline void load_tile_simd(const input_t* x, int64_t dim_stride, int lanes, int64_t T,
+inline void load_panel_simd(const input_t* x, int64_t dim_stride, int lanes, int64_t T,
                            float* buf) {
   int64_t t = 0;
   for (; t + kLanes <= T; t += kLanes) {
-    typename SimdTile::vec r[kLanes];
+    typename SimdTranspose::vec r[kLanes];
     for (int l = 0; l < kLanes; ++l)
-      r[l] = l < lanes ? SimdTile::load_row(x + l * dim_stride + t) : SimdTile::zero();
-    SimdTile::transpose(r);
-    for (int i = 0; i < kLanes; ++i) SimdTile::store(buf + (t + i) * kLanes, r[i]);
+      r[l] = l < lanes ? SimdTranspose::load_row(x + l * dim_stride + t) : SimdTranspose::zero();
+    SimdTranspose::transpose(r);
+    for (int i = 0; i < kLanes; ++i) SimdTranspose::store(buf + (t + i) * kLanes, r[i]);
   }
   for (; t < T; ++t)
     for (int l = 0; l < kLanes; ++l)
@@ -44,14 +44,14 @@ inline void load_tile_simd(const input_t* x, int64_t dim_stride, int lanes, int6
 }
 
 template <typename input_t>
-inline void store_tile_simd(input_t* x, int64_t dim_stride, int lanes, int64_t T,
+inline void store_panel_simd(input_t* x, int64_t dim_stride, int lanes, int64_t T,
                             const float* buf) {
   int64_t t = 0;
   for (; t + kLanes <= T; t += kLanes) {
-    typename SimdTile::vec r[kLanes];
-    for (int i = 0; i < kLanes; ++i) r[i] = SimdTile::load(buf + (t + i) * kLanes);
-    SimdTile::transpose(r);
-    for (int l = 0; l < lanes; ++l) SimdTile::store_row(x + l * dim_stride + t, r[l]);
+    typename SimdTranspose::vec r[kLanes];
+    for (int i = 0; i < kLanes; ++i) r[i] = SimdTranspose::load(buf + (t + i) * kLanes);
+    SimdTranspose::transpose(r);
+    for (int l = 0; l < lanes; ++l) SimdTranspose::store_row(x + l * dim_stride + t, r[l]);
   }
   for (; t < T; ++t)
     for (int l = 0; l < lanes; ++l)
@@ -59,10 +59,10 @@ inline void store_tile_simd(input_t* x, int64_t dim_stride, int lanes, int64_t T
 }
 #endif
 
-// Loads the tile (batch b, channels d0..d0+lanes, steps t0..t0+T) into buf[t][lane]; dead lanes
+// Loads the panel (batch b, channels d0..d0+lanes, steps t0..t0+T) into buf[t][lane]; dead lanes
 // and absent tensors read as zero.
 template <typename input_t, typename acc_t>
-inline void load_tile(const void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
+inline void load_panel(const void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
                       int64_t t0, int64_t T, acc_t* buf) {
   if (base == nullptr) {
     zero(buf, T * kLanes);
@@ -76,10 +76,13 @@ inline void load_tile(const void* base, const SeqStrides& s, int64_t b, int64_t 
     }
     return;
   }
-#if defined(MVSCAN_TILE_HEADER)
-  if constexpr (std::is_same<acc_t, float>::value) {
+#if defined(MVSCAN_TRANSPOSE_HEADER)
+  // Input types without a vector row load (float64, or a dtype newly added to the list) take the
+  // element-by-element path below.
+  if constexpr (std::is_same<acc_t, float>::value &&
+                requires(const input_t* row) { SimdTranspose::load_row(row); }) {
     if (s.len == 1) {
-      load_tile_simd(x, s.dim, lanes, T, buf);
+      load_panel_simd(x, s.dim, lanes, T, buf);
       return;
     }
   }
@@ -91,9 +94,9 @@ inline void load_tile(const void* base, const SeqStrides& s, int64_t b, int64_t 
   }
 }
 
-// Stores buf[t][lane] (live lanes only) into the tile of a (batch, channels, L) tensor.
+// Stores buf[t][lane] (live lanes only) into the panel of a (batch, channels, L) tensor.
 template <typename input_t, typename acc_t>
-inline void store_tile(void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
+inline void store_panel(void* base, const SeqStrides& s, int64_t b, int64_t d0, int lanes,
                        int64_t t0, int64_t T, const acc_t* buf) {
   input_t* x = static_cast<input_t*>(base) + b * s.batch + d0 * s.dim + t0 * s.len;
   if (s.dim == 1 && lanes == kLanes) {
@@ -103,10 +106,13 @@ inline void store_tile(void* base, const SeqStrides& s, int64_t b, int64_t d0, i
     }
     return;
   }
-#if defined(MVSCAN_TILE_HEADER)
-  if constexpr (std::is_same<acc_t, float>::value) {
+#if defined(MVSCAN_TRANSPOSE_HEADER)
+  if constexpr (std::is_same<acc_t, float>::value &&
+                requires(input_t* row, typename SimdTranspose::vec v) {
+                  SimdTranspose::store_row(row, v);
+                }) {
     if (s.len == 1) {
-      store_tile_simd(x, s.dim, lanes, T, buf);
+      store_panel_simd(x, s.dim, lanes, T, buf);
       return;
     }
   }

@@ -1,10 +1,10 @@
-// 8x8 tile transposes for the AVX2 build of the CPU kernels (kLanes == 8).
+// 8x8 in-register transposes for the AVX2 build of the CPU kernels (kLanes == 8).
 //
-// No include guard: included by selective_scan_cpu_kernel.h inside the avx2 namespace and target
+// No include guard: included by panel_io.h inside the avx2 namespace and target
 // region only. Rows are converted to float on load and rounded back on store with the same
 // rounding as c10::Half / c10::BFloat16 (round to nearest even; NaN stays NaN).
 
-struct SimdTile {
+struct SimdTranspose {
   using vec = __m256;
   static constexpr int kWidth = 8;
 

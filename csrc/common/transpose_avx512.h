@@ -1,10 +1,10 @@
-// 16x16 tile transposes for the AVX-512 build of the CPU kernels (kLanes == 16).
+// 16x16 in-register transposes for the AVX-512 build of the CPU kernels (kLanes == 16).
 //
-// No include guard: included by selective_scan_cpu_kernel.h inside the avx512 namespace and
+// No include guard: included by panel_io.h inside the avx512 namespace and
 // target region only. Rows are converted to float on load and rounded back on store with the
 // same rounding as c10::Half / c10::BFloat16 (round to nearest even; NaN stays NaN).
 
-struct SimdTile {
+struct SimdTranspose {
   using vec = __m512;
   static constexpr int kWidth = 16;
 

@@ -1,4 +1,4 @@
-// CPU depthwise conv1d: chunking, workspace sizes and the per-dtype entry points.
+// CPU depthwise conv1d: spans, workspace sizes and the per-dtype entry points.
 #pragma once
 
 #include <cstdint>
@@ -9,15 +9,15 @@
 namespace mvscan {
 namespace cpu {
 
-// Steps per chunk: the K - 1 halo steps are loaded twice, so longer chunks waste less.
-constexpr int64_t kConvChunkLen = 128;
+// Steps per span: the K - 1 halo steps are loaded twice, so longer spans waste less.
+constexpr int64_t kConvSpanLen = 128;
 
 inline int64_t conv_fwd_workspace_elems(int64_t K, int lanes) {
-  return (K + 1 + (kConvChunkLen + K - 1) + kConvChunkLen) * lanes;
+  return (K + 1 + (kConvSpanLen + K - 1) + kConvSpanLen) * lanes;
 }
 inline int64_t conv_bwd_workspace_elems(int64_t K, int lanes) {
-  return (2 * K + 2 + (kConvChunkLen + 2 * (K - 1)) + 2 * (kConvChunkLen + K - 1) +
-          kConvChunkLen) * lanes;
+  return (2 * K + 2 + (kConvSpanLen + 2 * (K - 1)) + 2 * (kConvSpanLen + K - 1) +
+          kConvSpanLen) * lanes;
 }
 
 // Instantiated per input dtype by depthwise_conv1d_cpu_instances.inl.

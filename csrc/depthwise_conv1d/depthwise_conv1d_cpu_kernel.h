@@ -3,8 +3,8 @@
 // No include guard: for_each_isa.h compiles this file once per instruction set, inside its own
 // namespace and target options (see selective_scan_cpu_kernel.h for why).
 //
-// A block is kLanes channels of one batch element, walked in chunks of kConvChunkLen steps:
-// the x tile of a chunk, with its K - 1 steps of halo, is held as [t][lane], so every tap is one
+// A block is kLanes channels of one batch element, walked in spans of kConvSpanLen steps:
+// the x panel of a span, with its K - 1 steps of halo, is held as [t][lane], so every tap is one
 // vector multiply-add over channels whatever the input layout, and SiLU is fused into the pass.
 
 namespace mvscan {
@@ -39,12 +39,12 @@ inline void load_conv_params(const DepthwiseConv1dParams& p, int64_t d0, int lan
 
 // Loads steps [lo, lo + n) of the block into buf[t][lane], reading zero outside [0, L).
 template <typename input_t, typename acc_t>
-inline void load_halo_tile(const void* base, const SeqStrides& s, int64_t L, int64_t b,
+inline void load_halo_panel(const void* base, const SeqStrides& s, int64_t L, int64_t b,
                            int64_t d0, int lanes, int64_t lo, int64_t n, acc_t* buf) {
   const int64_t first = lo < 0 ? 0 : lo;
   const int64_t last = lo + n > L ? L : lo + n;
   zero(buf, (first - lo) * kLanes);
-  if (last > first) load_tile<input_t>(base, s, b, d0, lanes, first, last - first,
+  if (last > first) load_panel<input_t>(base, s, b, d0, lanes, first, last - first,
                                        buf + (first - lo) * kLanes);
   const int64_t filled = (last > first ? last : first) - lo;
   zero(buf + filled * kLanes, (n - filled) * kLanes);
@@ -76,7 +76,7 @@ template <typename input_t>
 void conv_fwd_block(const DepthwiseConv1dParams& p, int64_t b, int64_t k,
                     typename AccType<input_t>::type* workspace) {
   using acc_t = typename AccType<input_t>::type;
-  const int64_t K = p.width, L = p.seqlen, TC = kConvChunkLen;
+  const int64_t K = p.width, L = p.seqlen, TC = kConvSpanLen;
   const int64_t d0 = k * kLanes;
   const int lanes = static_cast<int>(p.channels - d0 < kLanes ? p.channels - d0 : kLanes);
   Bump<acc_t> ws{workspace};
@@ -87,21 +87,21 @@ void conv_fwd_block(const DepthwiseConv1dParams& p, int64_t b, int64_t k,
   load_conv_params<input_t>(p, d0, lanes, w, bias);
   for (int64_t t0 = 0; t0 < L; t0 += TC) {
     const int64_t T = L - t0 < TC ? L - t0 : TC;
-    load_halo_tile<input_t>(p.x, p.x_strides, L, b, d0, lanes, t0 - p.pad_left, T + K - 1, xb);
+    load_halo_panel<input_t>(p.x, p.x_strides, L, b, d0, lanes, t0 - p.pad_left, T + K - 1, xb);
     conv_steps(xb, w, bias, K, T, p.silu, yb);
-    store_tile<input_t>(p.out, p.out_strides, b, d0, lanes, t0, T, yb);
+    store_panel<input_t>(p.out, p.out_strides, b, d0, lanes, t0, T, yb);
   }
 }
 
 // dx[t] = sum_k w[k] g[t - k + pad_left] and dweight[k] = sum_t g[t] x[t + k - pad_left], with
-// g = dout * silu'(pre) (pre recomputed, never stored) or dout. A chunk needs g on K - 1 extra
-// steps and x on 2 (K - 1) extra steps; dweight and dbias only sum the chunk's own steps.
+// g = dout * silu'(pre) (pre recomputed, never stored) or dout. A span needs g on K - 1 extra
+// steps and x on 2 (K - 1) extra steps; dweight and dbias only sum the span's own steps.
 template <typename input_t>
 void conv_bwd_block(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t k,
                     typename AccType<input_t>::type* workspace) {
   using acc_t = typename AccType<input_t>::type;
   const DepthwiseConv1dParams& p = bp.fwd;
-  const int64_t K = p.width, L = p.seqlen, TC = kConvChunkLen;
+  const int64_t K = p.width, L = p.seqlen, TC = kConvSpanLen;
   const int64_t pad_l = p.pad_left, pad_r = K - 1 - p.pad_left;
   const int64_t d0 = k * kLanes;
   const int lanes = static_cast<int>(p.channels - d0 < kLanes ? p.channels - d0 : kLanes);
@@ -123,8 +123,8 @@ void conv_bwd_block(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t k,
     const int64_t T = L - t0 < TC ? L - t0 : TC;
     const int64_t G = T + K - 1;        // g on [t0 - pad_r, t0 + T + pad_l)
     const int64_t g_lo = t0 - pad_r;
-    load_halo_tile<input_t>(bp.dout, bp.dout_strides, L, b, d0, lanes, g_lo, G, gb);
-    load_halo_tile<input_t>(p.x, p.x_strides, L, b, d0, lanes, g_lo - pad_l, G + K - 1, xb);
+    load_halo_panel<input_t>(bp.dout, bp.dout_strides, L, b, d0, lanes, g_lo, G, gb);
+    load_halo_panel<input_t>(p.x, p.x_strides, L, b, d0, lanes, g_lo - pad_l, G + K - 1, xb);
     if (silu) {
       conv_steps(xb, w, bias, K, G, false, pre);
       for (int64_t i = 0; i < G * kLanes; i += kLanes) {
@@ -157,7 +157,7 @@ void conv_bwd_block(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t k,
         MVSCAN_LANES dwk[l] += g[l] * x[l];
       }
     }
-    store_tile<input_t>(bp.dx, bp.dx_strides, b, d0, lanes, t0, T, dxb);
+    store_panel<input_t>(bp.dx, bp.dx_strides, b, d0, lanes, t0, T, dxb);
   }
   acc_t* dw_out = static_cast<acc_t*>(bp.dweight_part) + (b * p.channels + d0) * K;
   acc_t* db_out = static_cast<acc_t*>(bp.dbias_part) + b * p.channels + d0;

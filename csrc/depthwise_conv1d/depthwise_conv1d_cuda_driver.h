@@ -1,6 +1,6 @@
 // The host side of the CUDA depthwise conv1d, independent of how kernels are launched: checks,
 // outputs, launch sizes and the fixed-order sum of the dweight/dbias partials. The CUDA op
-// (depthwise_conv1d_cuda.cu) passes launchers that run the kernels on the current stream; the
+// (depthwise_conv1d_cuda_op.cu) passes launchers that run the kernels on the current stream; the
 // tests' CPU emulation (tests/cuda_emulation/) passes launchers that run them on CPU fibers.
 #pragma once
 

@@ -1,11 +1,6 @@
 // CUDA kernels of the depthwise conv1d, forward and backward: device code only. The launchers
-// (depthwise_conv1d_cuda.cu) include it; so does the tests' CPU emulation of the kernels
+// (depthwise_conv1d_cuda_op.cu) include it; so does the tests' CPU emulation of the kernels
 // (tests/cuda_emulation/), which runs this very code with one fiber per CUDA thread.
-//
-// STATUS: compiled, not yet run on a GPU. On real hardware nothing of it has executed; its device
-// code runs in the tests on CPU through tests/cuda_emulation/ against the CPU kernel, and
-// tests/test_depthwise_conv1d_cuda.py checks it on a GPU when one is present. Run
-// scripts/gpu_check.sh on a GPU machine before trusting it.
 //
 // Design: one thread per output element, with threads numbered along whichever of channels or
 // steps is contiguous in x, so loads and stores coalesce in both layouts (in_proj's output is

@@ -1,10 +1,6 @@
 // mvscan::depthwise_conv1d_fwd / _bwd on CUDA: the host driver (depthwise_conv1d_cuda_driver.h)
 // with launchers that run the kernels (depthwise_conv1d_cuda_kernels.cuh) on the current stream,
 // without synchronising.
-//
-// STATUS: compiled, not yet run on a GPU. No test of this file has executed; the CUDA tests in
-// tests/test_depthwise_conv1d_cuda.py skip without a GPU. Run scripts/gpu_check.sh on a GPU
-// machine before trusting it.
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>

@@ -2,7 +2,7 @@
 //
 // Every tensor is described by a raw pointer and its element strides, so kernels read
 // non-contiguous views (transposes, slices) without a copy. Strides and sizes are 64-bit:
-// buffers past 2^31 elements must index correctly (mamba_ssm issue #884).
+// buffers past 2^31 elements must index correctly (mamba_ssm's kernels index in 32 bits and fail there).
 #pragma once
 
 #include <cstdint>
@@ -75,13 +75,13 @@ struct SelectiveScanBwdParams {
   void* dA_part = nullptr;
   void* dD_part = nullptr;
   void* ddelta_bias_part = nullptr;
-  // For variable B / C: (n_splits, batch, groups, L, dstate), zero-filled by the caller and
-  // summed over splits; for constant B / C: (batch, dim, dstate) as above.
+  // For variable B / C: (n_parts, batch, groups, L, dstate), zero-filled by the caller and
+  // summed over parts; for constant B / C: (batch, dim, dstate) as above.
   void* dB_part = nullptr;
   void* dC_part = nullptr;
-  // The backward runs one work unit per (batch, split); a split is a fixed range of channel
+  // The backward runs one work unit per (batch, part); a part is a fixed range of channel
   // blocks, so each partial slot is written by one unit in one order: deterministic.
-  int64_t n_splits = 1;
+  int64_t n_parts = 1;
 };
 
 }  // namespace mvscan

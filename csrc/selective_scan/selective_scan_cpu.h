@@ -15,11 +15,11 @@
 namespace mvscan {
 namespace cpu {
 
-// The backward runs batch * n_splits work units; a unit walks a fixed range of channel blocks.
+// The backward runs batch * n_parts work units; a unit walks a fixed range of channel blocks.
 // Variable B/C gradients are summed over channels: each unit sums its blocks into its own partial
 // buffer (see SelectiveScanBwdParams), so fewer, larger units mean fewer partials to add up. Aim
 // for kUnitsPerThread units per thread, and at most kMaxBlocksPerUnit blocks in one unit (each
-// keeps 4 * N * lanes values of state in the workspace). The split count depends on the thread
+// keeps 4 * N * lanes values of state in the workspace). The part count depends on the thread
 // count, so gradients of variable B/C are bit-identical run after run on one configuration, and
 // equal to float rounding across thread counts.
 constexpr int64_t kUnitsPerThread = 4;
@@ -27,8 +27,8 @@ constexpr int64_t kMaxBlocksPerUnit = 64;
 
 struct BlockGeometry {
   int lanes = 8;
-  int64_t seg_len = 0;         // a block never crosses a segment: one B group, one C group
-  int64_t blocks_per_seg = 0;
+  int64_t cell_len = 0;         // a block never crosses a cell: one B group, one C group
+  int64_t blocks_per_cell = 0;
   int64_t n_blocks = 0;        // blocks per batch element
 };
 
@@ -45,48 +45,48 @@ inline BlockGeometry block_geometry(const SelectiveScanParams& p, int lanes) {
   BlockGeometry g;
   g.lanes = lanes;
   if (p.dim == 0) return g;
-  int64_t seg = p.dim;
-  if (p.B_is_variable) seg = gcd64(seg, p.dim / p.B_groups);
-  if (p.C_is_variable) seg = gcd64(seg, p.dim / p.C_groups);
-  g.seg_len = seg;
-  g.blocks_per_seg = (seg + lanes - 1) / lanes;
-  g.n_blocks = (p.dim / seg) * g.blocks_per_seg;
+  int64_t cell = p.dim;
+  if (p.B_is_variable) cell = gcd64(cell, p.dim / p.B_groups);
+  if (p.C_is_variable) cell = gcd64(cell, p.dim / p.C_groups);
+  g.cell_len = cell;
+  g.blocks_per_cell = (cell + lanes - 1) / lanes;
+  g.n_blocks = (p.dim / cell) * g.blocks_per_cell;
   return g;
 }
 
 // First channel and number of live lanes of block k.
 inline void block_channels(const BlockGeometry& g, int64_t k, int64_t* d0, int* lanes) {
-  const int64_t seg = k / g.blocks_per_seg;
-  const int64_t off = (k % g.blocks_per_seg) * g.lanes;
-  *d0 = seg * g.seg_len + off;
-  const int64_t left = g.seg_len - off;
+  const int64_t cell = k / g.blocks_per_cell;
+  const int64_t off = (k % g.blocks_per_cell) * g.lanes;
+  *d0 = cell * g.cell_len + off;
+  const int64_t left = g.cell_len - off;
   *lanes = static_cast<int>(left < g.lanes ? left : g.lanes);
 }
 
-inline int64_t bwd_splits(const SelectiveScanParams& p, const BlockGeometry& g, int threads) {
+inline int64_t bwd_parts(const SelectiveScanParams& p, const BlockGeometry& g, int threads) {
   if (g.n_blocks == 0) return 1;
   if (!p.B_is_variable && !p.C_is_variable) return g.n_blocks;
   const int64_t batch = p.batch > 0 ? p.batch : 1;
-  int64_t splits = (kUnitsPerThread * threads + batch - 1) / batch;
-  const int64_t min_splits = (g.n_blocks + kMaxBlocksPerUnit - 1) / kMaxBlocksPerUnit;
-  if (splits < min_splits) splits = min_splits;
-  return splits < g.n_blocks ? splits : g.n_blocks;
+  int64_t parts = (kUnitsPerThread * threads + batch - 1) / batch;
+  const int64_t min_parts = (g.n_blocks + kMaxBlocksPerUnit - 1) / kMaxBlocksPerUnit;
+  if (parts < min_parts) parts = min_parts;
+  return parts < g.n_blocks ? parts : g.n_blocks;
 }
 
-inline int64_t max_blocks_per_split(const BlockGeometry& g, int64_t splits) {
-  return (g.n_blocks + splits - 1) / splits;
+inline int64_t max_blocks_per_part(const BlockGeometry& g, int64_t parts) {
+  return (g.n_blocks + parts - 1) / parts;
 }
 
 // Workspace, in elements of the accumulation type, that one thread needs: for one forward
-// block, or for one backward split of blocks_per_split blocks.
+// block, or for one backward part of blocks_per_part blocks.
 inline int64_t fwd_workspace_elems(int64_t dstate, int lanes) {
   const int64_t NW = dstate * lanes, TW = kStateChunkLen * lanes, TN = kStateChunkLen * dstate;
   return 6 * NW + 2 * lanes + 4 * TW + 2 * TN;
 }
-inline int64_t bwd_workspace_elems(int64_t dstate, int lanes, int64_t blocks_per_split) {
+inline int64_t bwd_workspace_elems(int64_t dstate, int lanes, int64_t blocks_per_part) {
   const int64_t NW = dstate * lanes, TW = kStateChunkLen * lanes, TN = kStateChunkLen * dstate;
   const int64_t consts = 3 * NW + 2 * lanes, per_block = 4 * NW + 2 * lanes;
-  return 4 * NW + 9 * TW + 2 * TN + 4 * kStateChunkLen * NW + blocks_per_split * per_block + consts;
+  return 4 * NW + 9 * TW + 2 * TN + 4 * kStateChunkLen * NW + blocks_per_part * per_block + consts;
 }
 
 // Instantiated per input dtype by selective_scan_cpu_instances.inl.

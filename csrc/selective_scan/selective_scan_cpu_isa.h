@@ -40,11 +40,11 @@ template <typename input_t>
 BwdKernel<input_t> bwd_kernel(CpuIsa isa, bool scalar_bc) {
 #if defined(MVSCAN_HAVE_X86_BUILDS)
   if (isa == CpuIsa::kAvx512)
-    return scalar_bc ? &avx512::bwd_split<input_t, true> : &avx512::bwd_split<input_t, false>;
+    return scalar_bc ? &avx512::bwd_part<input_t, true> : &avx512::bwd_part<input_t, false>;
   if (isa == CpuIsa::kAvx2)
-    return scalar_bc ? &avx2::bwd_split<input_t, true> : &avx2::bwd_split<input_t, false>;
+    return scalar_bc ? &avx2::bwd_part<input_t, true> : &avx2::bwd_part<input_t, false>;
 #endif
-  return scalar_bc ? &baseline::bwd_split<input_t, true> : &baseline::bwd_split<input_t, false>;
+  return scalar_bc ? &baseline::bwd_part<input_t, true> : &baseline::bwd_part<input_t, false>;
 }
 
 template <typename input_t>
@@ -66,12 +66,12 @@ void selective_scan_bwd_cpu(const SelectiveScanBwdParams& bp, CpuIsa isa) {
   const BlockGeometry geo = block_geometry(bp.fwd, lanes_of(isa));
   const BwdKernel<input_t> kernel =
       bwd_kernel<input_t>(isa, bp.fwd.B_is_variable && bp.fwd.C_is_variable);
-  const int64_t units = bp.fwd.batch * bp.n_splits;
+  const int64_t units = bp.fwd.batch * bp.n_parts;
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
     Workspace<acc_t> workspace(
-        bwd_workspace_elems(bp.fwd.dstate, geo.lanes, max_blocks_per_split(geo, bp.n_splits)));
+        bwd_workspace_elems(bp.fwd.dstate, geo.lanes, max_blocks_per_part(geo, bp.n_parts)));
     for (int64_t i = begin; i < end; ++i)
-      kernel(bp, geo, i / bp.n_splits, i % bp.n_splits, workspace.data());
+      kernel(bp, geo, i / bp.n_parts, i % bp.n_parts, workspace.data());
   });
 }
 

@@ -146,7 +146,7 @@ inline BlockConsts<acc_t> load_block_consts(const SelectiveScanParams& p, const 
   return k;
 }
 
-// A block's inputs for one chunk: [t][lane] tiles of u, delta + delta_bias (raw), the step
+// A block's inputs for one chunk: [t][lane] panels of u, delta + delta_bias (raw), the step
 // sizes dt and z, and [n][t] rows of a variable B and C.
 template <typename acc_t>
 struct ChunkInputs {
@@ -166,9 +166,9 @@ struct ChunkInputs {
   template <typename input_t>
   void load(const SelectiveScanParams& p, const BlockRef& r, const acc_t* bias, int64_t b,
             int64_t t0, int64_t T) {
-    load_tile<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u);
-    load_tile<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw);
-    load_tile<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z);
+    load_panel<input_t>(p.u, p.u_strides, b, r.d0, r.lanes, t0, T, u);
+    load_panel<input_t>(p.delta, p.delta_strides, b, r.d0, r.lanes, t0, T, raw);
+    load_panel<input_t>(p.z, p.z_strides, b, r.d0, r.lanes, t0, T, z);
     if (p.B_is_variable) load_bc_chunk<input_t>(p.B, p.B_strides, b, r.gB, t0, T, p.dstate, B);
     if (p.C_is_variable) load_bc_chunk<input_t>(p.C, p.C_strides, b, r.gC, t0, T, p.dstate, C);
     step_sizes(p.delta_softplus, bias, T, raw, dt);
@@ -192,7 +192,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   acc_t* Ct_buf = ws.take(NW);
   ChunkInputs<acc_t> in = ChunkInputs<acc_t>::take(ws, N);
   // Plain local pointers in the loops: through a struct, the vectoriser reloads them.
-  acc_t *const u_c = in.u, *const raw_c = in.raw, *const dt_c = in.dt, *const z_c = in.z;
+  acc_t *const u_c = in.u, *const dt_c = in.dt, *const z_c = in.z;
   acc_t *const B_c = in.B, *const C_c = in.C;
   acc_t* y_c = u_c;  // y_t overwrites u_t once step t is done
   zero(h, NW);
@@ -246,7 +246,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
         MVSCAN_LANES yt[l] = y0[l] + y1[l];
       }
     }
-    store_tile<input_t>(p.out, dense, b, r.d0, r.lanes, t0, T, y_c);
+    store_panel<input_t>(p.out, dense, b, r.d0, r.lanes, t0, T, y_c);
     for (int l = 0; l < r.lanes; ++l) {
       acc_t* s = states + ((b * p.dim + r.d0 + l) * p.n_chunks + c) * N;
       for (int64_t n2 = 0; n2 < N; ++n2) s[n2] = h[n2 * kLanes + l];
@@ -279,18 +279,18 @@ struct BlockGrads {
   acc_t *carry, *dA, *dB, *dC, *dD, *dbias;  // dB / dC: constant B / C only
 };
 
-// Backward of split s of batch element b: the chunks in reverse, and in each chunk every block of
-// the split: the forward recomputed from the saved state (keeping exp(dt A) and h for the
+// Backward of part s of batch element b: the chunks in reverse, and in each chunk every block of
+// the part: the forward recomputed from the saved state (keeping exp(dt A) and h for the
 // chunk), then the reverse scan over its steps. Walking blocks inside chunks lets the lane sums
 // of a variable B/C gradient be taken once per chunk and group rather than once per step.
 template <typename input_t, bool kScalarBC>
-void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_t b, int64_t s,
+void bwd_part(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_t b, int64_t s,
                typename AccType<input_t>::type* workspace) {
   using acc_t = typename AccType<input_t>::type;
   const SelectiveScanParams& p = bp.fwd;
   const int64_t N = p.dstate, NW = N * kLanes, TC = kStateChunkLen, L = p.seqlen;
-  const int64_t k_begin = s * geo.n_blocks / bp.n_splits;
-  const int64_t k_end = (s + 1) * geo.n_blocks / bp.n_splits;
+  const int64_t k_begin = s * geo.n_blocks / bp.n_parts;
+  const int64_t k_end = (s + 1) * geo.n_blocks / bp.n_parts;
   // Loop invariants as locals: read through p, the vectoriser must assume stores change them.
   const bool has_z = p.z != nullptr;
   const bool softplus = p.delta_softplus;
@@ -364,7 +364,7 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
       acc_t* dbias_acc = gr.dbias;
 
       in.template load<input_t>(p, r, kc.bias, b, t0, T);
-      load_tile<input_t>(bp.dout, bp.dout_strides, b, r.d0, r.lanes, t0, T, g_c);
+      load_panel<input_t>(bp.dout, bp.dout_strides, b, r.d0, r.lanes, t0, T, g_c);
 
       zero(h_start, NW);
       for (int l = 0; l < r.lanes; ++l) {
@@ -474,9 +474,9 @@ void bwd_split(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64
         }
         MVSCAN_LANES dbias_acc[l] += dd_c[o + l];
       }
-      store_tile<input_t>(bp.du, dense, b, r.d0, r.lanes, t0, T, du_c);
-      store_tile<input_t>(bp.ddelta, dense, b, r.d0, r.lanes, t0, T, dd_c);
-      if (has_z) store_tile<input_t>(bp.dz, dense, b, r.d0, r.lanes, t0, T, dz_c);
+      store_panel<input_t>(bp.du, dense, b, r.d0, r.lanes, t0, T, du_c);
+      store_panel<input_t>(bp.ddelta, dense, b, r.d0, r.lanes, t0, T, dd_c);
+      if (has_z) store_panel<input_t>(bp.dz, dense, b, r.d0, r.lanes, t0, T, dz_c);
     }
     flush(dBv, &dBv_group, bp.dB_part, p.B_groups);
     flush(dCv, &dCv_group, bp.dC_part, p.C_groups);

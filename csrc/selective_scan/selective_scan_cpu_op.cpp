@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
   return {out, states};
 }
 
-// The gradient of a variable B/C from its (splits, batch, groups, L, N) partials, in B's shape
+// The gradient of a variable B/C from its (parts, batch, groups, L, N) partials, in B's shape
 // and u's dtype.
 at::Tensor finish_variable_grad(const at::Tensor& part, const at::Tensor& like) {
   at::Tensor g = part.sum(0).transpose(2, 3).to(like.scalar_type()).contiguous();
@@ -63,10 +63,10 @@ SelectiveScanGrads selective_scan_bwd(const at::Tensor& dout,
   const auto acc = u.options().dtype(acc_dtype(u.scalar_type()));
   const CpuIsa isa = active_cpu_isa();
   const BlockGeometry geo = block_geometry(p, lanes_of(isa));
-  bp.n_splits = bwd_splits(p, geo, at::get_num_threads());
+  bp.n_parts = bwd_parts(p, geo, at::get_num_threads());
 
   auto bc_part = [&](bool variable, int64_t groups) {
-    return variable ? at::zeros({bp.n_splits, p.batch, groups, p.seqlen, p.dstate}, acc)
+    return variable ? at::zeros({bp.n_parts, p.batch, groups, p.seqlen, p.dstate}, acc)
                     : new_output({p.batch, p.dim, p.dstate}, acc);
   };
   const SelectiveScanBwdBuffers buf = attach_selective_scan_bwd_buffers(

@@ -1,6 +1,4 @@
-// Entry points of the CUDA selective-scan kernels (selective_scan_cuda.cuh).
-//
-// STATUS: compiled, not yet run on a GPU (see the top of selective_scan_cuda_kernels.cuh).
+// Entry points of the CUDA selective-scan kernels (selective_scan_cuda_instances.inl).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -21,7 +21,7 @@ namespace cuda {
 // a block's share of a variable B/C gradient is one partial slot (summed later, in fixed order).
 struct ScanGeometry {
   int lanes_per_row = 8;   // R
-  int seg_lanes = 8;       // lanes of one reduction segment: min(R, 32)
+  int slice_lanes = 8;       // lanes of one reduction slice: min(R, 32)
   int threads = 128;       // per block: max(128, R)
   int rows_per_block = 16; // threads / R
   int64_t cell = 1;        // channels per cell
@@ -51,7 +51,7 @@ static_assert(kStateChunkLen % kTile == 0, "a state chunk must be a whole number
 // (kSmemRowStride) so that the rows of one warp fall in different banks.
 constexpr int kSmemRowStride = kTile + 1;
 struct ScanSmem {
-  int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, yp = 0, seg1 = 0, seg2 = 0, h = 0, dB = 0;
+  int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, yp = 0, slice1 = 0, slice2 = 0, h = 0, dB = 0;
   int64_t dC = 0;
   int64_t total = 0;
 };
@@ -60,8 +60,8 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
                                              bool backward) {
   const int64_t TC = kTile;
   const int64_t rows = geo.rows_per_block * kSmemRowStride;
-  const int64_t segs = (geo.threads / geo.seg_lanes) * kSmemRowStride;
-  const int64_t warp_grads = (geo.threads / 32) * TC * geo.seg_lanes;
+  const int64_t slices = (geo.threads / geo.slice_lanes) * kSmemRowStride;
+  const int64_t warp_grads = (geo.threads / 32) * TC * geo.slice_lanes;
   // Consecutive buffers, each starting where the previous one ends.
   ScanSmem s;
   s.u = 0;                                                    // u
@@ -74,13 +74,13 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
     s.yp = after_bc;  // forward: each thread's C h per step, [thread][t] (row stride padded)
     end = s.yp + geo.threads * kSmemRowStride;
   } else {
-    s.seg1 = after_bc;                                        // per-segment sums: y, then du
-    end = s.seg1 + segs;
+    s.slice1 = after_bc;                                        // per-slice sums: y, then du
+    end = s.slice1 + slices;
     const bool reduce_bc = !geo.direct_bc_grads;
     s.g = end;                                                // dout, then dL/dy
     s.scale = s.g + rows;                                     // d softplus (1 without softplus)
-    s.seg2 = s.scale + rows;                                  // per-segment sums of d delta
-    s.h = s.seg2 + segs;                                      // recomputed states, [t][thread]
+    s.slice2 = s.scale + rows;                                  // per-slice sums of d delta
+    s.h = s.slice2 + slices;                                      // recomputed states, [t][thread]
     s.dB = s.h + TC * geo.threads;                            // [warp][t][lane]
     s.dC = s.dB + (p.B_is_variable && reduce_bc ? warp_grads : 0);
     end = s.dC + (p.C_is_variable && reduce_bc ? warp_grads : 0);
@@ -96,7 +96,7 @@ inline ScanGeometry scan_geometry(const SelectiveScanParams& p, bool backward, s
   int R = 8;
   while (R < p.dstate) R *= 2;
   g.lanes_per_row = R;
-  g.seg_lanes = std::min(R, 32);
+  g.slice_lanes = std::min(R, 32);
   g.threads = std::max(128, R);
   g.rows_per_block = g.threads / R;
   // Channels per cell: the longest run that stays inside one group of every variable B/C.

@@ -1,12 +1,6 @@
 // CUDA kernels of the selective scan, forward and backward: device code only. The launchers
-// (selective_scan_cuda.cuh) include it; so does the tests' CPU emulation of these kernels
-// (tests/cuda_emulation/), which runs this very code with one fiber per CUDA thread.
-//
-// STATUS: compiled, not yet run on a GPU. These kernels were written and built on a machine
-// without one; on real hardware nothing of them has executed. Their device code does run in the
-// tests on CPU, through tests/cuda_emulation/ (one fiber per CUDA thread), against the CPU
-// kernel; tests/test_selective_scan_cuda.py checks them on a GPU when one is present: run
-// scripts/gpu_check.sh on a GPU machine before trusting them.
+// (selective_scan_cuda_instances.inl) include it; so does the tests' CPU emulation of these
+// kernels (tests/cuda_emulation/), which runs this very code with one fiber per CUDA thread.
 //
 // Design. One thread owns one state n of one row (batch b, channel d) and walks the row's steps
 // in order, so the recurrence h = exp(dt A) h + dt u B costs one exp and two FMAs per step and
@@ -60,9 +54,9 @@ __device__ __forceinline__ double exp_dA(double dt, double A, double /*A_log2*/)
   return exp(dt * A);
 }
 
-// Sum over the `width` lanes of a segment (a power of two <= 32), by a fixed butterfly.
+// Sum over the `width` lanes of a slice (a power of two <= 32), by a fixed butterfly.
 template <typename T>
-__device__ __forceinline__ T segment_sum(T v, int width) {
+__device__ __forceinline__ T slice_sum(T v, int width) {
   for (int o = width >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -220,7 +214,7 @@ __device__ BCReader<input_t, acc_t> make_bc_reader(const void* base, const BCStr
 
 // Per-thread coordinates shared by both kernels.
 struct ThreadSlot {
-  int tid, row, n, seg, seg_lane, segs_per_row;
+  int tid, row, n, slice, slice_lane, slices_per_row;
   bool active;  // owns a real (row, state)
   int64_t d;    // channel (meaningful when row < n_rows)
 };
@@ -231,9 +225,9 @@ __device__ __forceinline__ ThreadSlot thread_slot(const SelectiveScanParams& p,
   s.tid = threadIdx.x;
   s.row = s.tid / geo.lanes_per_row;
   s.n = s.tid % geo.lanes_per_row;
-  s.seg = s.tid / geo.seg_lanes;
-  s.seg_lane = s.tid % geo.seg_lanes;
-  s.segs_per_row = geo.lanes_per_row / geo.seg_lanes;
+  s.slice = s.tid / geo.slice_lanes;
+  s.slice_lane = s.tid % geo.slice_lanes;
+  s.slices_per_row = geo.lanes_per_row / geo.slice_lanes;
   s.active = s.row < br.n_rows && s.n < p.dstate;
   s.d = br.d0 + s.row;
   return s;
@@ -272,11 +266,11 @@ __device__ ScanThread<input_t> scan_thread(const SelectiveScanParams& p, const S
   return st;
 }
 
-// Sum of a row's per-segment partials at step t.
+// Sum of a row's per-slice partials at step t.
 template <typename acc_t>
-__device__ __forceinline__ acc_t row_total(const acc_t* seg_buf, int r, int segs_per_row, int t) {
+__device__ __forceinline__ acc_t row_total(const acc_t* slice_buf, int r, int slices_per_row, int t) {
   acc_t v = 0;
-  for (int s = 0; s < segs_per_row; ++s) v += seg_buf[(r * segs_per_row + s) * kSmemRowStride + t];
+  for (int s = 0; s < slices_per_row; ++s) v += slice_buf[(r * slices_per_row + s) * kSmemRowStride + t];
   return v;
 }
 
@@ -388,7 +382,7 @@ __device__ __forceinline__ void put_bc_grad(acc_t v, const ScanGeometry& geo, co
   v = rows_in_warp_sum(v, geo.lanes_per_row);
   const int lane = ts.tid % 32;
   if (lane < geo.lanes_per_row) {
-    warp_sums[((ts.tid / 32) * kTile + t) * geo.seg_lanes + lane] = v;
+    warp_sums[((ts.tid / 32) * kTile + t) * geo.slice_lanes + lane] = v;
   }
 }
 
@@ -406,8 +400,8 @@ __global__ void __launch_bounds__(kMaxThreads)
   acc_t* s_scale = smem + lay.scale;
   acc_t* s_B = smem + lay.B;
   acc_t* s_C = smem + lay.C;
-  acc_t* s_seg1 = smem + lay.seg1;  // y (forward recompute), then du
-  acc_t* s_seg2 = smem + lay.seg2;  // d delta
+  acc_t* s_slice1 = smem + lay.slice1;  // y (forward recompute), then du
+  acc_t* s_slice2 = smem + lay.slice2;  // d delta
   acc_t* s_h = smem + lay.h;
   acc_t* s_dB = smem + lay.dB;
   acc_t* s_dC = smem + lay.dC;
@@ -487,8 +481,8 @@ __global__ void __launch_bounds__(kMaxThreads)
         h = st.decay(dt) * h + dt * my_u[t] * Brd.at(t0, t);
         s_h[t * threads + ts.tid] = h;
         if (z != nullptr) {
-          const acc_t y = segment_sum(Crd.at(t0, t) * h, geo.seg_lanes);
-          if (ts.seg_lane == 0) s_seg1[ts.seg * kSmemRowStride + t] = y;
+          const acc_t y = slice_sum(Crd.at(t0, t) * h, geo.slice_lanes);
+          if (ts.slice_lane == 0) s_slice1[ts.slice * kSmemRowStride + t] = y;
         }
       }
       if (z != nullptr) {
@@ -497,7 +491,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         for (int i = ts.tid; i < br.n_rows * T; i += threads) {
           const int r = i / T, t = i - r * T;
           const int64_t d = br.d0 + r;
-          acc_t y = row_total(s_seg1, r, ts.segs_per_row, t);
+          acc_t y = row_total(s_slice1, r, ts.slices_per_row, t);
           if (D != nullptr) y += D[d * p.D_stride] * s_u[r * kSmemRowStride + t];
           const acc_t zz = static_cast<acc_t>(
               z[br.b * p.z_strides.batch + d * p.z_strides.dim + (t0 + t) * p.z_strides.len]);
@@ -522,11 +516,11 @@ __global__ void __launch_bounds__(kMaxThreads)
         const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
         const acc_t lam_dt = lam * dt;
         dA_acc += lam_dt * ah;
-        const acc_t du_sum = segment_sum(lam_dt * Bv, geo.seg_lanes);
-        const acc_t dd_sum = segment_sum(lam * (st.A * ah + Bv * uu), geo.seg_lanes);
-        if (ts.seg_lane == 0) {
-          s_seg1[ts.seg * kSmemRowStride + t] = du_sum;
-          s_seg2[ts.seg * kSmemRowStride + t] = dd_sum;
+        const acc_t du_sum = slice_sum(lam_dt * Bv, geo.slice_lanes);
+        const acc_t dd_sum = slice_sum(lam * (st.A * ah + Bv * uu), geo.slice_lanes);
+        if (ts.slice_lane == 0) {
+          s_slice1[ts.slice * kSmemRowStride + t] = du_sum;
+          s_slice2[ts.slice * kSmemRowStride + t] = dd_sum;
           dbias_acc += dd_sum * my_scale[t];
         }
         if (ts.n == 0) dD_acc += g * uu;
@@ -547,10 +541,10 @@ __global__ void __launch_bounds__(kMaxThreads)
       for (int i = ts.tid; i < br.n_rows * T; i += threads) {
         const int r = i / T, t = i - r * T;
         const int64_t d = br.d0 + r;
-        acc_t dui = row_total(s_seg1, r, ts.segs_per_row, t);
+        acc_t dui = row_total(s_slice1, r, ts.slices_per_row, t);
         if (D != nullptr) dui += s_g[r * kSmemRowStride + t] * D[d * p.D_stride];
         const acc_t ddi =
-            row_total(s_seg2, r, ts.segs_per_row, t) * s_scale[r * kSmemRowStride + t];
+            row_total(s_slice2, r, ts.slices_per_row, t) * s_scale[r * kSmemRowStride + t];
         const int64_t o = (br.b * p.dim + d) * L + t0 + t;
         du[o] = static_cast<input_t>(dui);
         ddelta[o] = static_cast<input_t>(ddi);
@@ -571,14 +565,14 @@ __global__ void __launch_bounds__(kMaxThreads)
     if (!p.B_is_variable) static_cast<acc_t*>(bp.dB_part)[row_out * N + ts.n] = dB_acc;
     if (!p.C_is_variable) static_cast<acc_t*>(bp.dC_part)[row_out * N + ts.n] = dC_acc;
   }
-  // Per-row sums: dD from lane 0; delta_bias over the row's segments, in segment order.
+  // Per-row sums: dD from lane 0; delta_bias over the row's slices, in slice order.
   __syncthreads();
-  if (ts.seg_lane == 0) s_seg2[ts.seg] = dbias_acc;
+  if (ts.slice_lane == 0) s_slice2[ts.slice] = dbias_acc;
   __syncthreads();
   if (ts.row < br.n_rows && ts.n == 0) {
     static_cast<acc_t*>(bp.dD_part)[row_out] = dD_acc;
     acc_t sum = 0;
-    for (int s = 0; s < ts.segs_per_row; ++s) sum += s_seg2[ts.row * ts.segs_per_row + s];
+    for (int s = 0; s < ts.slices_per_row; ++s) sum += s_slice2[ts.row * ts.slices_per_row + s];
     static_cast<acc_t*>(bp.ddelta_bias_part)[row_out] = sum;
   }
 }

@@ -1,7 +1,5 @@
 // mvscan::selective_scan_fwd / _bwd on CUDA: the host driver (selective_scan_cuda_driver.h) with
 // launchers that run the kernels on the current stream, without synchronising.
-//
-// STATUS: compiled, not yet run on a GPU (see selective_scan_cuda_kernels.cuh).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>

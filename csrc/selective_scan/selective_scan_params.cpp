@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <array>
+#include <string>
 
 #include "common/dtype_dispatch.h"
 #include "common/outputs.h"
@@ -160,13 +161,15 @@ at::Tensor check_selective_scan_bwd_args(const SelectiveScanParams& p, const at:
   check_shape(dout, "dout", u.sizes(), "(batch, dim, L) like u");
   check_dtype(dout, "dout", u.scalar_type(), "the output's dtype");
   check_device(states, "states", u);
-  check_shape(states, "states", states_shape, "(batch, dim, ceil(L / 64), N)");
+  const std::string states_layout =
+      "(batch, dim, ceil(L / " + std::to_string(kStateChunkLen) + "), N)";
+  check_shape(states, "states", states_shape, states_layout.c_str());
   check_dtype(states, "states", wtype, "the accumulation dtype");
   TORCH_CHECK_VALUE(states.is_contiguous(), kOp,
                     "states must be contiguous: pass the tensor the forward returned");
   if (!dstates.has_value()) return at::Tensor();
   check_device(*dstates, "dstates", u);
-  check_shape(*dstates, "dstates", states_shape, "(batch, dim, ceil(L / 64), N) like states");
+  check_shape(*dstates, "dstates", states_shape, (states_layout + " like states").c_str());
   check_dtype(*dstates, "dstates", wtype, "the accumulation dtype");
   return dstates->contiguous();
 }
