@@ -1,20 +1,19 @@
 """``python -m mvscan.benchmark``: selective-scan times of mvscan next to the pure-PyTorch
 reference at MambaVision's shapes, on random inputs, with a correctness check.
 
-Timing: warm-up runs, then the median of repeated runs (CUDA synchronised when on a GPU)."""
+Timing: mvscan.timing (warm-up runs, then the median of repeated runs, CUDA synchronised)."""
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from typing import Callable
 
 import torch
 
 from .ops import selective_scan
 from .reference import selective_scan_ref
+from .timing import median_seconds
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -54,20 +53,6 @@ def forward_backward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
         out = scan(**leaves, delta_softplus=True)
         return torch.autograd.grad(out, list(leaves.values()), dout)
     return run
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         diff = ((ours.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
         label = f"{name} ({batch}x{dim}x{L}, {N})"
         for pass_name, make in (("fwd", forward_fn), ("fwd+bwd", forward_backward_fn)):
-            t_ours = median_seconds(make(selective_scan, inputs), args.repeats)
-            t_ref = median_seconds(make(selective_scan_ref, inputs), max(3, args.repeats // 4))
+            t_ours = median_seconds(make(selective_scan, inputs), args.repeats,
+                                    device=args.device)
+            t_ref = median_seconds(make(selective_scan_ref, inputs), max(3, args.repeats // 4),
+                                   device=args.device)
             print(f"{label:34} {pass_name:8} {t_ours * 1e3:10.3f} {t_ref * 1e3:9.2f} "
                   f"{t_ref / t_ours:7.1f}x {diff:13.1e}")
     return 0
