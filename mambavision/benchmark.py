@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import mvscan
+from mvscan.cli_args import DTYPES
 from mvscan.timing import timed_runs
 
 from .factory import create_model
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PATHS = {"mvscan": "mvscan", "reference": "reference"}  # path name -> scan_backend
 
 
