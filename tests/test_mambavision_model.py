@@ -273,6 +273,15 @@ def test_preprocessing_config():
     assert small_model().pretrained_cfg["mean"] == (0.485, 0.456, 0.406)
 
 
+def test_pretrained_cfg_names_the_checkpoint_file_as_timm_does():
+    with torch.device("meta"):
+        cfgs = {name: mambavision.create_model(name).pretrained_cfg for name in ALL}
+    assert cfgs["mamba_vision_T"]["file"] == "mambavision_tiny_1k.pth.tar"
+    assert cfgs["mamba_vision_L3_512_21k"]["file"] == "mambavision_L3_21k_740m_512.pth.tar"
+    assert all(cfg["file"].endswith(".pth.tar") and "checkpoint_file" not in cfg
+               for cfg in cfgs.values())
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown model 'mamba_vision_X'; available: mamba_vision_T"):
         mambavision.create_model("mamba_vision_X")
