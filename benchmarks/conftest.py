@@ -3,13 +3,9 @@ the reference (and to mamba_ssm, where it ran) measured in the same run."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import defaultdict
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 _medians: dict[str, dict[str, float]] = defaultdict(dict)
 # Backends others are compared with, when measured earlier in the same group.

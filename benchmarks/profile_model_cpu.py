@@ -1,7 +1,7 @@
 """Where MambaVision's CPU inference time goes, by kind of op, for the mvscan and the
 reference-scan paths of the same weights (torch.profiler, self CPU time).
 
-    python benchmarks/profile_model_cpu.py [--model mamba_vision_T] [--batch 8] [--iters 3]
+    python benchmarks/profile_model_cpu.py [--model mamba_vision_T] [--batch-size 8] [--iters 3]
 """
 
 from __future__ import annotations
@@ -47,17 +47,18 @@ def shares(model, x, iters):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="mamba_vision_T")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--iters", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, 224, 224)
+    x = torch.randn(args.batch_size, 3, 224, 224)
     ours = mambavision.create_model(args.model).eval()
     ref = mambavision.create_model(args.model, scan_backend="reference").eval()
     ref.load_state_dict(ours.state_dict())
     for name, model in (("mvscan", ours), ("reference", ref)):
         split, per_iter = shares(model, x, args.iters)
-        print(f"== {args.model} {name} path, batch {args.batch}, {torch.get_num_threads()} threads: "
+        print(f"== {args.model} {name} path, batch {args.batch_size}, "
+              f"{torch.get_num_threads()} threads: "
               f"{per_iter / 1e3:.0f} ms of profiled op time per forward")
         for cat, frac in split.items():
             print(f"  {frac * 100:5.1f}%  {cat}")

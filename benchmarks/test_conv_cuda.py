@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import mvscan
-from cuda_timing import synced
+from mvscan.timing import synced
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -45,9 +45,9 @@ def test_conv_cuda(benchmark, record_ratio, shape, dtype, backward, backend):
     if backward:
         leaves = [t.clone().requires_grad_(True) for t in (x, w, b)]
         dout = torch.randn_like(x)
-        run = synced(lambda: torch.autograd.grad(fn(*leaves), leaves, dout))
+        run = synced(lambda: torch.autograd.grad(fn(*leaves), leaves, dout), "cuda")
     else:
-        run = synced(lambda: fn(x, w, b))
+        run = synced(lambda: fn(x, w, b), "cuda")
     group = f"conv+silu cuda {dtype} {'fwd+bwd' if backward else 'fwd'} {batch}x{channels}x{L}"
     benchmark.group = group
     benchmark(run)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import mambavision
+from mvscan.timing import synced
 
 VARIANTS = ["mamba_vision_T", "mamba_vision_T2", "mamba_vision_S"]
 PEERS = ["convnext_tiny", "swin_tiny_patch4_window7_224"]
@@ -46,16 +47,14 @@ def measure(benchmark, record_ratio, model, group, backend, batch, device, dtype
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
 
-    def run():
+    def forward():
         with torch.inference_mode(), torch.autocast(device, dtype=dtype,
                                                     enabled=dtype != torch.float32):
-            out = model(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return out
+            return model(x)
 
     benchmark.group = group
-    out = benchmark.pedantic(run, rounds=3 if device == "cpu" else 20, warmup_rounds=1)
+    out = benchmark.pedantic(synced(forward, device), rounds=3 if device == "cpu" else 20,
+                             warmup_rounds=1)
     assert out.shape == (batch, 1000)
     record_ratio(group, backend)
     if not benchmark.disabled:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import mvscan
-from cuda_timing import synced
 from mvscan.benchmark import forward_backward_fn, forward_fn, make_scan_inputs
+from mvscan.timing import synced
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -55,7 +55,7 @@ def test_scan_cuda(benchmark, record_ratio, shape, dtype, pass_name, backend):
     benchmark.group = group
     benchmark.extra_info.update(batch=batch, dim=dim, L=L, N=N, device=torch.cuda.get_device_name())
     inputs = make_scan_inputs(batch, dim, L, N, dtype=dtype, device="cuda")
-    run = synced(PASSES[pass_name](scan, inputs))
+    run = synced(PASSES[pass_name](scan, inputs), "cuda")
     if backend == "reference":  # a Python loop over L: a few rounds are enough
         benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     else:

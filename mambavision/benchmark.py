@@ -2,25 +2,26 @@
 through mvscan's kernels and through the comparison paths (the pure-PyTorch reference scan by
 default), on the same weights, with an output-agreement check.
 
-Timing: warm-up runs first; then each timed run is synchronised (CUDA) and the median is kept."""
+Timing: mvscan.timing (warm-up runs, then each timed run synchronised; the median is kept)."""
 
 from __future__ import annotations
 
 import json
 import platform
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 import mvscan
+from mvscan.cli_args import DTYPES
+from mvscan.timing import timed_runs
 
 from .factory import create_model
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PATHS = {"mvscan": "mvscan", "reference": "reference"}  # path name -> scan_backend
 
 
@@ -46,11 +47,6 @@ class BenchmarkConfig:
     image_size: int
     warmup: int
     repeats: int
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def build_models(cfg: BenchmarkConfig, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -95,17 +91,14 @@ def make_step(model: torch.nn.Module, cfg: BenchmarkConfig, device: torch.device
     return infer
 
 
-def time_path(step, x, cfg: BenchmarkConfig, device: torch.device, label: str) -> list[float]:
-    for _ in range(cfg.warmup):
-        step(x)
-    _sync(device)
-    times = []
-    for _ in tqdm(range(cfg.repeats), desc=f"{label:10}", unit="run", leave=False):
-        start = time.perf_counter()
-        step(x)
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+def time_path(step: Callable[[torch.Tensor], object], x: torch.Tensor, cfg: BenchmarkConfig,
+              device: torch.device, label: str) -> list[float]:
+    """Milliseconds of each of cfg.repeats timed runs of step(x), after cfg.warmup runs."""
+    def progress(runs):
+        return tqdm(runs, desc=f"{label:10}", unit="run", leave=False)
+
+    seconds = timed_runs(lambda: step(x), cfg.repeats, cfg.warmup, device, progress)
+    return [t * 1e3 for t in seconds]
 
 
 def run_benchmark(cfg: BenchmarkConfig, models: dict[str, torch.nn.Module] | None = None) -> dict:

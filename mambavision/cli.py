@@ -6,36 +6,12 @@ import argparse
 import os
 import sys
 
-import torch
+from mvscan.cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageError,
+                             non_negative_int, positive_int, resolve_device)
 
-from .benchmark import (DTYPES, PATHS, BenchmarkConfig, format_table, run_benchmark, run_sweep,
+from .benchmark import (PATHS, BenchmarkConfig, format_table, run_benchmark, run_sweep,
                         write_json, write_plot)
 from .configs import VARIANTS
-
-
-class UsageError(Exception):
-    pass
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad argument prints one line (no usage block) and exits with 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("benchmark", help="images/sec on random inputs, mvscan vs reference")
     bench.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
-    bench.add_argument("--batch-size", type=_positive, default=None,
+    bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="default: 8 on CPU, 128 on CUDA")
-    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     bench.add_argument("--dtype", choices=tuple(DTYPES), default=None,
                        help="default: fp32 on CPU, fp16 (autocast) on CUDA")
     bench.add_argument("--channels-last", action="store_true")
@@ -54,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time forward + backward + optimizer step instead of inference")
     bench.add_argument("--compare", default="reference",
                        help="comma-separated paths to run beside mvscan (reference), or ''")
-    bench.add_argument("--image-size", type=_positive, default=None,
+    bench.add_argument("--image-size", type=positive_int, default=None,
                        help="default: the variant's resolution")
-    bench.add_argument("--warmup", type=_non_negative, default=2)
-    bench.add_argument("--repeats", type=_positive, default=None,
+    bench.add_argument("--warmup", type=non_negative_int, default=2)
+    bench.add_argument("--repeats", type=positive_int, default=None,
                        help="timed runs per path (default: 10 on CPU, 50 on CUDA)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
@@ -68,12 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("image", help="an image file (Pillow reads it)")
     pred.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
     pred.add_argument("--checkpoint", required=True, help="a released checkpoint file")
-    pred.add_argument("--topk", type=_positive, default=5)
-    pred.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    pred.add_argument("--topk", type=positive_int, default=5)
+    pred.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     return parser
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def run_predict(args: argparse.Namespace, device: str) -> int:
+    """Prints the top-k classes of args.image on device ("cpu" or "cuda")."""
     if args.model not in VARIANTS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
     for what, path in (("image", args.image), ("--checkpoint", args.checkpoint)):
@@ -90,9 +67,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .predict import predict
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    if device == "auto":
-        device = "cpu"
     try:
         top = predict(args.image, args.model, args.checkpoint, args.topk, device)
     except UnidentifiedImageError:
@@ -111,14 +85,11 @@ def writable(path: str) -> bool:
     return not os.path.exists(path) or os.access(path, os.W_OK)
 
 
-def resolve(args: argparse.Namespace) -> BenchmarkConfig:
+def resolve(args: argparse.Namespace, device: str) -> BenchmarkConfig:
+    """The benchmark's configuration from its parsed arguments and the resolved device ("cpu"
+    or "cuda"), with each default filled in for that device."""
     if args.model not in VARIANTS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but no CUDA GPU is visible to torch")
     compare = [p.strip() for p in args.compare.split(",") if p.strip()]
     unknown = [p for p in compare if p not in PATHS or p == "mvscan"]
     if unknown:
@@ -146,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        device = resolve_device(args.device)
         if args.command == "predict":
-            return run_predict(args)
-        cfg = resolve(args)
+            return run_predict(args, device)
+        cfg = resolve(args, device)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ def create_model(name: str, pretrained: bool = False,
     if pretrained and checkpoint_path is None:
         raise ValueError(
             f"pretrained=True needs checkpoint_path: mambavision never downloads weights. Get "
-            f"{variant.checkpoint_file} (or the model.safetensors of nvidia/MambaVision-* on the "
+            f"{variant.file} (or the model.safetensors of nvidia/MambaVision-* on the "
             f"Hugging Face Hub) from NVIDIA's MambaVision release, then call "
             f"create_model({name!r}, checkpoint_path='path/to/file').")
     model = MambaVision(**variant.arch(), num_classes=num_classes,

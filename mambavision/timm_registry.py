@@ -4,6 +4,9 @@
     model = timm.create_model("mamba_vision_T", pretrained=True,
                               pretrained_cfg_overlay=dict(file="mambavision_tiny_1k.pth.tar"))
 
+With pretrained=True the checkpoint is checkpoint_path, else timm's pretrained_cfg["file"]:
+from pretrained_cfg_overlay, else from a pretrained_cfg passed in (a dict or a PretrainedCfg).
+
 timm stays optional: without it (or if it fails to import) nothing is registered and
 TIMM_ERROR says why.
 """
@@ -11,6 +14,7 @@ TIMM_ERROR says why.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 
 from .configs import VARIANTS
 from .factory import create_model
@@ -19,12 +23,18 @@ TIMM_ERROR: str | None = None
 __all__: list[str] = []  # timm's register_model appends each entry point's name
 
 
+def _cfg_file(cfg: object) -> str | None:
+    """pretrained_cfg["file"] of a dict or of timm's PretrainedCfg; None for a tag or None."""
+    if isinstance(cfg, Mapping):
+        return cfg.get("file")
+    return getattr(cfg, "file", None) if not isinstance(cfg, str) else None
+
+
 def _entry_point(name: str):
     def entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None,
               cache_dir=None, **kwargs):
-        # timm passes its pretrained-config plumbing; a file in the overlay is the checkpoint.
-        overlay = pretrained_cfg_overlay or {}
-        path = kwargs.pop("checkpoint_path", None) or overlay.get("file")
+        path = (kwargs.pop("checkpoint_path", None) or _cfg_file(pretrained_cfg_overlay)
+                or _cfg_file(pretrained_cfg))
         return create_model(name, pretrained=pretrained,
                             checkpoint_path=path if pretrained else None, **kwargs)
 

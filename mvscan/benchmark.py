@@ -1,22 +1,20 @@
 """``python -m mvscan.benchmark``: selective-scan times of mvscan next to the pure-PyTorch
 reference at MambaVision's shapes, on random inputs, with a correctness check.
 
-Timing: warm-up runs, then the median of repeated runs (CUDA synchronised when on a GPU)."""
+Timing: mvscan.timing (warm-up runs, then the median of repeated runs, CUDA synchronised)."""
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
 from typing import Callable
 
 import torch
 
+from .cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageError, positive_int,
+                       resolve_device)
 from .ops import selective_scan
 from .reference import selective_scan_ref
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from .timing import median_seconds
 
 # (name, batch, dim, L, N): the scans of MambaVision-T at 224x224 (stage 3 and stage 4).
 MAMBAVISION_T_SHAPES = [("mambavision-T stage 3", 8, 160, 196, 8),
@@ -24,7 +22,7 @@ MAMBAVISION_T_SHAPES = [("mambavision-T stage 3", 8, 160, 196, 8),
 
 
 def make_scan_inputs(batch: int, dim: int, L: int, N: int, dtype: torch.dtype = torch.float32,
-                     device: str = "cpu", seed: int = 0) -> dict[str, torch.Tensor]:
+                     device: str | torch.device = "cpu", seed: int = 0) -> dict[str, torch.Tensor]:
     """Inputs shaped as MambaVision's mixer passes them: variable B and C (batch, N, L), A from
     A_log = log(1..N), D, delta_bias, softplus on; u, delta, B, C in dtype, the rest float32."""
     g = torch.Generator().manual_seed(seed)
@@ -39,14 +37,18 @@ def make_scan_inputs(batch: int, dim: int, L: int, N: int, dtype: torch.dtype = 
                 delta_bias=randn(dim, dt=wt, scale=0.5))
 
 
-def forward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
+def forward_fn(scan: Callable, inputs: dict[str, torch.Tensor]) -> Callable[[], object]:
+    """The scan's forward on inputs (from make_scan_inputs), without autograd, as a no-argument
+    callable for the timers."""
     def run():
         with torch.no_grad():
             return scan(**inputs, delta_softplus=True)
     return run
 
 
-def forward_backward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
+def forward_backward_fn(scan: Callable, inputs: dict[str, torch.Tensor]) -> Callable[[], object]:
+    """The scan's forward and the gradients of every input (for a fixed random dout of u's shape
+    and dtype), as a no-argument callable for the timers."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
     dout = torch.randn_like(leaves["u"])
 
@@ -56,45 +58,34 @@ def forward_backward_fn(scan: Callable, inputs: dict) -> Callable[[], object]:
     return run
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def build_parser() -> OneLineErrorParser:
+    """The command's arguments; --batch-size, --device and --dtype as in `python -m mambavision
+    benchmark`."""
+    parser = OneLineErrorParser(prog="python -m mvscan.benchmark", description=__doc__)
+    parser.add_argument("--repeats", type=positive_int, default=20,
+                        help="timed runs per row (median)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu",
+                        help="cpu (default), cuda, or auto (cuda when a GPU is visible)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32",
+                        help="u, delta, B and C dtype (A, D, delta_bias stay float32)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="rows of images x windows (default 8; the GPU targets use 128)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mvscan.benchmark", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (median)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
-                        help="u, delta, B and C dtype (A, D, delta_bias stay float32)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="rows of images x windows (default 8; the GPU targets use 128)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.batch is not None and args.batch < 1:
-        parser.error("--batch must be at least 1")
-    if args.device not in ("cpu", "cuda"):
-        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but no CUDA GPU is visible")
+    try:
+        device = resolve_device(args.device)
+    except UsageError as exc:
+        parser.error(str(exc))
     dtype = DTYPES[args.dtype]
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
         torch.set_num_threads(args.threads)
 
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
+    where = (torch.cuda.get_device_name() if device == "cuda"
              else f"cpu, {torch.get_num_threads()} threads")
     print(f"mvscan selective scan vs the pure-PyTorch reference: {where}, {args.dtype}, "
           f"median of {args.repeats} runs")
@@ -103,16 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for name, batch, dim, L, N in MAMBAVISION_T_SHAPES:
-        batch = args.batch or batch
-        inputs = make_scan_inputs(batch, dim, L, N, dtype=dtype, device=args.device)
+        batch = args.batch_size or batch
+        inputs = make_scan_inputs(batch, dim, L, N, dtype=dtype, device=device)
         with torch.no_grad():
             ours = selective_scan(**inputs, delta_softplus=True)
             ref = selective_scan_ref(**inputs, delta_softplus=True)
         diff = ((ours.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
         label = f"{name} ({batch}x{dim}x{L}, {N})"
         for pass_name, make in (("fwd", forward_fn), ("fwd+bwd", forward_backward_fn)):
-            t_ours = median_seconds(make(selective_scan, inputs), args.repeats)
-            t_ref = median_seconds(make(selective_scan_ref, inputs), max(3, args.repeats // 4))
+            t_ours = median_seconds(make(selective_scan, inputs), args.repeats, device=device)
+            t_ref = median_seconds(make(selective_scan_ref, inputs), max(3, args.repeats // 4),
+                                   device=device)
             print(f"{label:34} {pass_name:8} {t_ours * 1e3:10.3f} {t_ref * 1e3:9.2f} "
                   f"{t_ref / t_ours:7.1f}x {diff:13.1e}")
     return 0

@@ -82,7 +82,7 @@ for r in rows:
           f"{info.get('GB_per_s', ''):>7}  {ratios}")
 PY
 echo "== python -m mvscan.benchmark at the issue's shapes (batch 128, bf16)"
-"$PY" -m mvscan.benchmark --device cuda --dtype bfloat16 --batch 128 --repeats 50 \
+"$PY" -m mvscan.benchmark --device cuda --dtype bf16 --batch-size 128 --repeats 50 \
   2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
 
 echo "results in $OUT (status $status)"

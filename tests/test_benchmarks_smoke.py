@@ -31,15 +31,26 @@ def test_benchmark_command_smoke():
         assert float(line.split()[-1]) < 1e-5, line
 
 
-BAD_BENCHMARK_ARGS = [(["--repeats", "0"], "--repeats must be at least 1"),
-                      (["--batch", "0"], "--batch must be at least 1"),
-                      (["--device", "tpu"], "--device must be cpu or cuda"),
-                      (["--dtype", "int8"], "invalid choice")]
+BAD_BENCHMARK_ARGS = [(["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+                      (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+                      (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+                      (["--dtype", "float32"], "argument --dtype: invalid choice: 'float32'")]
 if not __import__("torch").cuda.is_available():
-    BAD_BENCHMARK_ARGS.append((["--device", "cuda"], "no CUDA GPU is visible"))
+    BAD_BENCHMARK_ARGS.append((["--device", "cuda"], "--device cuda, but no CUDA GPU is visible"))
 
 
 @pytest.mark.parametrize("args,message", BAD_BENCHMARK_ARGS)
 def test_benchmark_command_rejects_bad_arguments(args, message):
+    """One line on stderr, exit code 2, no traceback: the mambavision command's style."""
     res = run("-m", "mvscan.benchmark", *args)
-    assert res.returncode != 0 and message in res.stderr
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_benchmark_command_takes_the_shared_flags():
+    res = run("-m", "mvscan.benchmark", "--repeats", "1", "--batch-size", "2", "--dtype", "bf16",
+              "--device", "auto")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ", bf16, median of 1 runs" in res.stdout.splitlines()[0]
+    rows = [l for l in res.stdout.splitlines() if l.startswith("mambavision-T")]
+    assert len(rows) == 4 and all("(2x" in row for row in rows)

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mambavision.cli import build_parser, resolve
+from mvscan import benchmark as mvscan_benchmark
+from mvscan.cli_args import DEVICE_CHOICES, DTYPES, UsageError, resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "mamba_vision_T", "--batch-size", "2", "--image-size", "64", "--warmup", "0",
@@ -25,13 +28,40 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_defaults_on_cpu():
-    cfg = resolve(build_parser().parse_args(["benchmark", "--device", "cpu"]))
-    assert (cfg.model, cfg.batch_size, cfg.dtype, cfg.paths) == (
-        "mamba_vision_T", 8, "fp32", ["mvscan", "reference"])
+    cfg = resolve(build_parser().parse_args(["benchmark"]), "cpu")
+    assert (cfg.model, cfg.batch_size, cfg.dtype, cfg.paths, cfg.device) == (
+        "mamba_vision_T", 8, "fp32", ["mvscan", "reference"], "cpu")
     assert cfg.image_size == 224 and cfg.repeats == 10
     cfg = resolve(build_parser().parse_args(
-        ["benchmark", "--device", "cpu", "--model", "mamba_vision_L2_512_21k", "--compare", ""]))
+        ["benchmark", "--model", "mamba_vision_L2_512_21k", "--compare", ""]), "cpu")
     assert cfg.image_size == 512 and cfg.paths == ["mvscan"]
+
+
+def test_defaults_on_cuda():
+    """The GPU defaults are chosen from the resolved device (no GPU needed to check them)."""
+    cfg = resolve(build_parser().parse_args(["benchmark"]), "cuda")
+    assert (cfg.batch_size, cfg.dtype, cfg.repeats, cfg.device) == (128, "fp16", 50, "cuda")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="--device must be one of auto, cpu, cuda, got 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="--device cuda, but no CUDA GPU is visible"):
+            resolve_device("cuda")
+
+
+def test_both_commands_share_the_flags():
+    """python -m mvscan.benchmark and python -m mambavision benchmark: the same names and
+    choices for --batch-size, --device and --dtype."""
+    bench = build_parser()._subparsers._group_actions[0].choices["benchmark"]
+    for parser in (bench, mvscan_benchmark.build_parser()):
+        actions = {a.dest: a for a in parser._actions}
+        assert tuple(actions["dtype"].choices) == ("fp32", "fp16", "bf16") == tuple(DTYPES)
+        assert tuple(actions["device"].choices) == DEVICE_CHOICES == ("auto", "cpu", "cuda")
+        assert parser.parse_args(["--batch-size", "3", "--dtype", "bf16"]).batch_size == 3
 
 
 def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
@@ -62,7 +92,8 @@ def test_train_mode_runs():
     (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["--compare", "mamba_ssm"], "--compare: unknown path(s) ['mamba_ssm']"),
     (["--json", "/nonexistent-dir/out.json"], "--json: cannot write /nonexistent-dir/out.json"),
-] + ([] if __import__("torch").cuda.is_available() else
+    (["--dtype", "float32"], "argument --dtype: invalid choice: 'float32'"),
+] + ([] if torch.cuda.is_available() else
      [(["--device", "cuda"], "--device cuda, but no CUDA GPU is visible")]))
 def test_bad_arguments_give_one_line_errors(args, message):
     res = cli("benchmark", *args)

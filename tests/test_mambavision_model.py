@@ -14,6 +14,7 @@ import mambavision
 import mvscan
 from helpers import max_err, rel_err
 from mambavision.blocks import MambaVisionMixer, attention_indices
+from mambavision.checkpoint import load_into
 
 ALL = mambavision.list_models()
 
@@ -65,6 +66,91 @@ def test_tiny_forward_and_stage_outputs():
     fmodel = small_model(features_only=True, out_indices=(1, 3))
     assert [i["num_chs"] for i in fmodel.feature_info] == [160, 640]
     assert [i["reduction"] for i in fmodel.feature_info] == [8, 32]
+
+
+def test_forward_intermediates_equals_features_only_and_forward_features():
+    """timm's API: every stage by default, the final map equal to forward_features, norm=True
+    equal to what a features_only model returns for the same weights."""
+    model = small_model().eval()
+    fmodel = small_model(features_only=True).eval()
+    load_into(fmodel, model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x))
+        assert [tuple(t.shape[1:]) for t in inter] == [(80, 16, 16), (160, 8, 8), (320, 4, 4),
+                                                      (640, 2, 2)]
+        raw = fmodel.forward_intermediates(x, intermediates_only=True)
+        normed = fmodel.forward_intermediates(x, norm=True, intermediates_only=True)
+        feats = fmodel(x)
+        # A classifier has only its final BatchNorm: norm=True applies it to the last stage.
+        cls_normed = model.forward_intermediates(x, norm=True, intermediates_only=True)
+    for a, b in zip(raw, inter):
+        assert torch.equal(a, b)
+    for a, b in zip(normed, feats):
+        assert torch.equal(a, b)
+    for i, (a, b) in enumerate(zip(normed, raw)):
+        assert torch.equal(a, fmodel.out_norms[str(i)](b)) and not torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(cls_normed[:3], inter[:3]))
+    assert torch.equal(cls_normed[3], final)
+
+
+@pytest.mark.parametrize("indices,stages", [(None, [0, 1, 2, 3]), (1, [3]), (2, [2, 3]),
+                                            ([0, -1], [0, 3]), ((2, 0), [0, 2]), ([-3], [1])])
+def test_forward_intermediates_indices(indices, stages):
+    model = small_model().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        every = model.forward_intermediates(x, intermediates_only=True)
+        some = model.forward_intermediates(x, indices=indices, intermediates_only=True)
+    assert len(some) == len(stages)
+    for got, i in zip(some, stages):
+        assert torch.equal(got, every[i])
+
+
+def test_forward_intermediates_stop_early():
+    model = small_model().eval()
+    ran = []
+    model.levels[2].blocks[0].register_forward_hook(lambda *_: ran.append(2))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x, indices=[0, 1], stop_early=True)
+        assert ran == []  # stage 2 never ran
+        assert len(inter) == 2 and torch.equal(final, inter[1])  # stage 1, before downsample
+        want = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        assert ran == [2]
+    assert all(torch.equal(a, b) for a, b in zip(inter, want))
+
+
+def test_forward_intermediates_bad_arguments():
+    model = small_model()
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="only 'NCHW'"):
+        model.forward_intermediates(x, output_fmt="NHWC")
+    with pytest.raises(ValueError, match="1 <= n <= 4; got 5"):
+        model.forward_intermediates(x, indices=5)
+    with pytest.raises(ValueError, match=r"must lie in \[-4, 4\)"):
+        model.forward_intermediates(x, indices=[4])
+
+
+def test_prune_intermediate_layers():
+    model, whole = small_model().eval(), small_model().eval()
+    assert model.prune_intermediate_layers([0, 1]) == [0, 1]
+    assert len(model.levels) == 2 and model.levels[1].downsample is None
+    assert [f["module"] for f in model.feature_info] == ["levels.0", "levels.1"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        want = whole.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(inter, want))
+        assert torch.equal(final, want[1]) and torch.equal(model.forward_features(x), want[1])
+        assert model(x).shape == (2, 160)  # no head left: pooled stage-1 features
+    fmodel = small_model(features_only=True, out_indices=(1, 3))
+    assert fmodel.prune_intermediate_layers(3) == [1, 2, 3]
+    assert fmodel.out_indices == (1, 3) and len(fmodel.levels) == 4
+    fmodel.prune_intermediate_layers([1])
+    assert fmodel.out_indices == (1,) and set(fmodel.out_norms) == {"1"}
+    assert [tuple(f.shape) for f in fmodel(x)] == [(2, 160, 8, 8)]
 
 
 def official_mixer(m: MambaVisionMixer, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -185,6 +271,15 @@ def test_preprocessing_config():
     assert cfg["input_size"] == (3, 512, 512) and cfg["crop_mode"] == "squash"
     assert cfg["crop_pct"] == 0.93 and cfg["interpolation"] == "bicubic"
     assert small_model().pretrained_cfg["mean"] == (0.485, 0.456, 0.406)
+
+
+def test_pretrained_cfg_names_the_checkpoint_file_as_timm_does():
+    with torch.device("meta"):
+        cfgs = {name: mambavision.create_model(name).pretrained_cfg for name in ALL}
+    assert cfgs["mamba_vision_T"]["file"] == "mambavision_tiny_1k.pth.tar"
+    assert cfgs["mamba_vision_L3_512_21k"]["file"] == "mambavision_L3_21k_740m_512.pth.tar"
+    assert all(cfg["file"].endswith(".pth.tar") and "checkpoint_file" not in cfg
+               for cfg in cfgs.values())
 
 
 def test_bad_arguments():

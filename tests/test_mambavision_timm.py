@@ -24,9 +24,13 @@ def test_timm_create_model_is_the_same_model(tmp_path):
     torch.save({"state_dict": ours.state_dict(), "args": argparse.Namespace()}, path)
     via_timm = timm.create_model("mamba_vision_T", pretrained=True,
                                  pretrained_cfg_overlay=dict(file=str(path))).eval()
+    # timm's key for a checkpoint file is pretrained_cfg["file"], as in model.pretrained_cfg.
+    via_cfg = timm.create_model("mamba_vision_T", pretrained=True,
+                                pretrained_cfg=dict(ours.pretrained_cfg, file=str(path))).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(via_timm(x), ours(x))
+        assert torch.equal(via_cfg(x), ours(x))
     feats = timm.create_model("mamba_vision_T", features_only=True, out_indices=(2, 3))
     assert [f.shape[1] for f in feats(x)] == [320, 640]
     assert timm.create_model("mamba_vision_S", num_classes=7)(x).shape == (1, 7)
