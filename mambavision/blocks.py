@@ -1,5 +1,5 @@
 """MambaVision's building blocks, named and shaped so that the official state_dict keys load
-unchanged (see ../shared/spec/mambavision.md): stem, conv blocks, downsample, the MambaVision
+unchanged: stem, conv blocks, downsample, the MambaVision
 mixer, attention, MLP, the hybrid block and the windowed stage."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Every released MambaVision variant: architecture and preprocessing (../shared/spec)."""
+"""Every released MambaVision variant: architecture and preprocessing, as the official releases
+define them."""
 
 from __future__ import annotations
 

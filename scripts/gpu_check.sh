@@ -81,7 +81,7 @@ for r in rows:
     print(f"{r['group']:52} {r['param'].split('-')[-1]:10} {r['stats']['median'] * 1e3:10.3f} "
           f"{info.get('GB_per_s', ''):>7}  {ratios}")
 PY
-echo "== python -m mvscan.benchmark at the issue's shapes (batch 128, bf16)"
+echo "== python -m mvscan.benchmark at the GPU shapes (batch 128, bf16)"
 "$PY" -m mvscan.benchmark --device cuda --dtype bf16 --batch-size 128 --repeats 50 \
   2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
 

@@ -158,7 +158,7 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   }
   // kConvThreads values of acc_t (dynamic: see dweight_smem_bytes); declared as bytes because
   // the instantiations for float and double share the one extern symbol.
-  extern __shared__ unsigned char conv_tree[];
+  extern __shared__ __align__(16) unsigned char conv_tree[];
   acc_t* buf = reinterpret_cast<acc_t*>(conv_tree);
   for (int64_t k = 0; k <= K; ++k) {
     buf[threadIdx.x] = acc[k];
