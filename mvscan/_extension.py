@@ -14,15 +14,16 @@ except ImportError as exc:  # a source checkout that was never built, or a broke
     _C = None
     EXTENSION_ERROR = exc
 
-# Constants defined once, in C++ (csrc/registration.cpp and csrc/common/dtypes.def), read here.
-# Without the extension only the pure-PyTorch references run: they need no state chunks, and the
-# dtype tables fall back to the ones this package was written with.
-_DTYPE_NAMES = (_C.INPUT_DTYPES, _C.ACC_DTYPES) if _C is not None else (
-    ("float32", "float16", "bfloat16", "float64"), ("float32", "float32", "float32", "float64"))
-STATE_CHUNK_LEN: int = _C.STATE_CHUNK_LEN if _C is not None else 64
-INPUT_DTYPES: tuple[torch.dtype, ...] = tuple(getattr(torch, n) for n in _DTYPE_NAMES[0])
-_ACC_DTYPE: dict[torch.dtype, torch.dtype] = {
-    getattr(torch, i): getattr(torch, a) for i, a in zip(*_DTYPE_NAMES)}
+# Constants defined once, in C++ (csrc/registration.cpp and csrc/common/dtypes.def), and read here:
+# the steps between the scan's saved states, and the input dtypes every kernel accepts with their
+# accumulation dtypes. Without the extension no kernel runs (only the pure-PyTorch references,
+# which need neither): STATE_CHUNK_LEN is None and INPUT_DTYPES is empty.
+STATE_CHUNK_LEN: int | None = _C.STATE_CHUNK_LEN if _C is not None else None
+INPUT_DTYPES: tuple[torch.dtype, ...] = (
+    tuple(getattr(torch, n) for n in _C.INPUT_DTYPES) if _C is not None else ())
+_ACC_DTYPE: dict[torch.dtype, torch.dtype] = (
+    {getattr(torch, i): getattr(torch, a) for i, a in zip(_C.INPUT_DTYPES, _C.ACC_DTYPES)}
+    if _C is not None else {})
 
 _warned_fallback: set[str] = set()
 
