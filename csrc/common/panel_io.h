@@ -25,6 +25,20 @@ inline void zero(acc_t* p, int64_t n) {
 #include MVSCAN_TRANSPOSE_HEADER
 static_assert(SimdTranspose::kWidth == kLanes, "transposes must match the lane count");
 
+// Whether the transposes load and store rows of input_t (float, c10::Half and c10::BFloat16
+// today). Other input types (float64, or a dtype newly added to the list) take the
+// element-by-element paths. C++17 detection, not a requires-expression: older torch builds
+// extensions as C++17.
+template <typename input_t, typename = void>
+struct HasSimdRows : std::false_type {};
+template <typename input_t>
+struct HasSimdRows<
+    input_t,
+    std::void_t<decltype(SimdTranspose::load_row(std::declval<const input_t*>())),
+                decltype(SimdTranspose::store_row(std::declval<input_t*>(),
+                                                  std::declval<typename SimdTranspose::vec>()))>>
+    : std::true_type {};
+
 // Panel loads and stores through in-register transposes, for sequences contiguous along L:
 // kLanes rows of kLanes steps at a time; a shorter tail goes element by element.
 template <typename input_t>
@@ -77,10 +91,7 @@ inline void load_panel(const void* base, const SeqStrides& s, int64_t b, int64_t
     return;
   }
 #if defined(MVSCAN_TRANSPOSE_HEADER)
-  // Input types without a vector row load (float64, or a dtype newly added to the list) take the
-  // element-by-element path below.
-  if constexpr (std::is_same<acc_t, float>::value &&
-                requires(const input_t* row) { SimdTranspose::load_row(row); }) {
+  if constexpr (std::is_same<acc_t, float>::value && HasSimdRows<input_t>::value) {
     if (s.len == 1) {
       load_panel_simd(x, s.dim, lanes, T, buf);
       return;
@@ -107,10 +118,7 @@ inline void store_panel(void* base, const SeqStrides& s, int64_t b, int64_t d0, 
     return;
   }
 #if defined(MVSCAN_TRANSPOSE_HEADER)
-  if constexpr (std::is_same<acc_t, float>::value &&
-                requires(input_t* row, typename SimdTranspose::vec v) {
-                  SimdTranspose::store_row(row, v);
-                }) {
+  if constexpr (std::is_same<acc_t, float>::value && HasSimdRows<input_t>::value) {
     if (s.len == 1) {
       store_panel_simd(x, s.dim, lanes, T, buf);
       return;

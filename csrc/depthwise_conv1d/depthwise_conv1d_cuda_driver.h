@@ -44,8 +44,9 @@ at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& we
 }
 
 // launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel;
-// launch_dweight(tag, bp, rows_per_part, partial, channels, parts) runs conv_bwd_dweight_kernel
-// on a (channels, parts) grid.
+// launch_dweight(tag, bp, rows_per_part, partial, channels, parts, smem_bytes) runs
+// conv_bwd_dweight_kernel on a (channels, parts) grid of kConvThreads-thread blocks with smem_bytes
+// of dynamic shared memory.
 template <typename LaunchDx, typename LaunchDweight>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
@@ -70,7 +71,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
-      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), p.channels, parts);
+      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), p.channels, parts,
+                     dweight_smem_bytes<decltype(tag)>());
     });
   }
   const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order

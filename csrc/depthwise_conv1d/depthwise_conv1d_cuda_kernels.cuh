@@ -21,7 +21,8 @@
 namespace mvscan {
 namespace cuda {
 
-constexpr int kConvThreads = 256;
+constexpr int kConvThreads = 256;  // every launch; the dweight tree needs a power of two
+static_assert((kConvThreads & (kConvThreads - 1)) == 0, "the dweight tree halves kConvThreads");
 // Rows (batch x step pairs) one dweight/dbias block sums before writing its partial.
 constexpr int64_t kRowsPerPart = 8192;
 
@@ -163,7 +164,7 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   for (int64_t k = 0; k <= K; ++k) {
     buf[threadIdx.x] = acc[k];
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    for (int s = kConvThreads / 2; s > 0; s >>= 1) {
       if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
       __syncthreads();
     }

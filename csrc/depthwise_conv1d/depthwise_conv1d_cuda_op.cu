@@ -45,12 +45,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       },
       [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, void* partial,
-          int64_t channels, int64_t parts) {
-        using input_t = decltype(tag);
+          int64_t channels, int64_t parts, size_t smem_bytes) {
         const dim3 grid(static_cast<unsigned>(channels), static_cast<unsigned>(parts));
-        conv_bwd_dweight_kernel<input_t>
-            <<<grid, kConvThreads, dweight_smem_bytes<input_t>(), stream>>>(bp, rows_per_part,
-                                                                           partial);
+        conv_bwd_dweight_kernel<decltype(tag)>
+            <<<grid, kConvThreads, smem_bytes, stream>>>(bp, rows_per_part, partial);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
 }

@@ -1,6 +1,9 @@
 // The CPU selective-scan kernels instantiated for one input dtype: setup.py compiles this file once
 // per dtype of common/dtypes.def, through a generated wrapper that defines
 // MVSCAN_INSTANCE_DTYPE_INDEX, so the dtypes build in parallel.
+#ifndef MVSCAN_INSTANCE_DTYPE_INDEX
+#error "compiled through the per-dtype files setup.py generates, which define MVSCAN_INSTANCE_DTYPE_INDEX"
+#endif
 #include "selective_scan/selective_scan_cpu_isa.h"
 
 namespace mvscan {

@@ -1,5 +1,5 @@
-// The CUDA depthwise conv1d kernels (csrc/depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh) and their host
-// driver, run on CPU tensors through cuda_emulator.h. Built by
+// The CUDA depthwise conv1d kernels (csrc/depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh) and
+// their host driver, run on CPU tensors through cuda_emulator.h. Built by
 // tests/test_depthwise_conv1d_cuda_emulated.py; exposes depthwise_conv1d_fwd / _bwd with the
 // signatures of torch.ops.mvscan.*.
 #include <torch/extension.h>
@@ -10,31 +10,41 @@
 
 namespace mvscan {
 namespace cuda {
-// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another), sized
-// for double, the widest accumulation type.
-alignas(16) unsigned char conv_tree[256 * sizeof(double)];
+// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another): room
+// for the largest launch plus a guard band.
+constexpr size_t kEmulatedTreeBytes = 16 * 1024;
+alignas(16) unsigned char conv_tree[kEmulatedTreeBytes];
 }  // namespace cuda
 }  // namespace mvscan
 
 #include "depthwise_conv1d/depthwise_conv1d_cuda_driver.h"
 #include "depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh"
 
-static_assert(sizeof(mvscan::cuda::conv_tree) >= mvscan::cuda::kConvThreads * sizeof(double),
-              "the emulated reduction tree must hold kConvThreads doubles");
 
 namespace mvscan {
 namespace cuda {
 namespace {
 
-// Runs `kernel` over a (grid_x, grid_y) grid of kConvThreads-thread blocks, one block at a time.
+// Runs `kernel` over a (grid_x, grid_y) grid of kConvThreads-thread blocks, one block at a time,
+// with smem_bytes of dynamic shared memory: filled with NaN bytes (NaN in float and in double)
+// before each block, and followed by a guard band that must come back untouched, so a launch
+// that passes too little shared memory fails here as it would on a GPU.
+constexpr unsigned char kGuard = 0xa5;
+
 template <typename Kernel>
-void run_grid(int64_t grid_x, int64_t grid_y, Kernel&& kernel) {
+void run_grid(int64_t grid_x, int64_t grid_y, size_t smem_bytes, Kernel&& kernel) {
+  TORCH_CHECK(smem_bytes < kEmulatedTreeBytes, "emulator: ", smem_bytes,
+              " bytes of shared memory leave no room for the guard band");
   const EmulatedDim3 grid{static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1};
   for (int64_t y = 0; y < grid_y; ++y) {
     for (int64_t x = 0; x < grid_x; ++x) {
-      std::memset(conv_tree, 0xff, sizeof(conv_tree));  // NaN in float and in double
+      std::memset(conv_tree, 0xff, smem_bytes);
+      std::memset(conv_tree + smem_bytes, kGuard, kEmulatedTreeBytes - smem_bytes);
       const EmulatedDim3 block{static_cast<unsigned>(x), static_cast<unsigned>(y), 0};
       cuda_emulator::run_block(kConvThreads, block, grid, kernel);
+      for (size_t i = smem_bytes; i < kEmulatedTreeBytes; ++i)
+        TORCH_CHECK(conv_tree[i] == kGuard, "emulator: block (", x, ", ", y, ") wrote past its ",
+                    smem_bytes, " bytes of shared memory (byte ", i, ")");
     }
   }
 }
@@ -44,7 +54,7 @@ at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const std::optiona
   return depthwise_conv1d_fwd_driver(
       x, weight, bias, pad_left, silu,
       [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
-        run_grid(blocks, 1, [&] { conv_fwd_kernel<decltype(tag)>(p, fast_c, total); });
+        run_grid(blocks, 1, 0, [&] { conv_fwd_kernel<decltype(tag)>(p, fast_c, total); });
       });
 }
 
@@ -56,11 +66,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const
       dout, x, weight, bias, pad_left, silu,
       [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
           int64_t blocks) {
-        run_grid(blocks, 1, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
+        run_grid(blocks, 1, 0, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
       },
       [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, void* partial,
-          int64_t channels, int64_t parts) {
-        run_grid(channels, parts,
+          int64_t channels, int64_t parts, size_t smem_bytes) {
+        run_grid(channels, parts, smem_bytes,
                  [&] { conv_bwd_dweight_kernel<decltype(tag)>(bp, rows_per_part, partial); });
       });
 }
