@@ -56,7 +56,7 @@ def parametrize(argnames: str, grids: dict[str, Iterable], id: Callable | None =
     return pytest.mark.parametrize(",".join(["backend"] + names), params)
 
 
-def backends(*which: str):
+def over(*which: str):
     """pytest.mark.parametrize("backend", ...) over the named backends (default: all)."""
     return pytest.mark.parametrize("backend", [param(b) for b in (which or BACKENDS)])
 
@@ -91,9 +91,10 @@ def variants(backend: str) -> Sequence[str]:
 
 
 @contextlib.contextmanager
-def using(backend: str, variant: str):
-    """Runs the block under one of `variants(backend)` (a CPU instruction-set build)."""
-    if backend == "cpu":
+def using(backend: str, variant: str | None):
+    """Runs the block under one of `variants(backend)` (a CPU instruction-set build); None: the
+    build the CPU kernel picks by itself."""
+    if backend == "cpu" and variant is not None:
         with cpu_isa(variant):
             yield
     else:
@@ -153,8 +154,7 @@ def selective_scan(backend: str) -> Callable:
 
 def scan_with_grads(backend: str, variant: str | None = None):
     """run(inputs, softplus, dout, dlast) -> (out, last_state, grads) on the CPU, computed on the
-    backend (under `variant`, default its first): for helpers.check_against_oracle."""
-    variant = variant or variants(backend)[0]
+    backend (under `variant`, see `using`): for helpers.check_against_oracle."""
 
     def run(inputs, softplus, dout, dlast):
         with using(backend, variant):

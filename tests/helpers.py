@@ -158,6 +158,19 @@ def check_low_precision(case: Case, runs: dict, seed: int = 0) -> None:
             assert rel <= allowed, f"{label}: {name} rel {rel:.2e} > {allowed:.2e}"
 
 
+def compare_ops(got, ref, tol: float, what: str) -> None:
+    """(out, states, grads) of one scan fwd/bwd operator pair (backends.run_scan_ops) against
+    another's on the same inputs: relative norm errors within tol, same shapes and dtypes."""
+    out, states, grads = got
+    r_out, r_states, r_grads = ref
+    assert rel_err(out, r_out) <= tol, f"{what}: out"
+    assert rel_err(states, r_states) <= tol, f"{what}: states"
+    for name, r in r_grads.items():
+        assert grads[name].shape == r.shape and grads[name].dtype == r.dtype, f"{what}: {name}"
+        if r.numel():
+            assert rel_err(grads[name], r) <= tol, f"{what}: {name}"
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     x, ref = x.double(), ref.double()
     assert x.shape == ref.shape, f"shape {tuple(x.shape)} != {tuple(ref.shape)}"

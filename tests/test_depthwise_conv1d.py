@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 import torch
 
 import backends
@@ -108,7 +107,7 @@ def test_low_precision(backend, dtype, shape):
         check_matches_cpu_kernel(backend, (y, grads), x, w, b, dout, padding, "silu")
 
 
-@backends.backends()
+@backends.over()
 def test_float32_weights_with_half_input(backend):
     """Under autocast the model's float32 weights meet half inputs: accepted, math in float32."""
     x, w, b, dout = conv_inputs(2, 16, 50, 3, torch.float16, False, bias=True)
@@ -120,7 +119,7 @@ def test_float32_weights_with_half_input(backend):
     assert rel_err(y, ref_y) < 2e-3 and rel_err(grads[1], ref_grads[1]) < 2e-3
 
 
-@backends.backends()
+@backends.over()
 def test_channels_last_input_is_not_copied_and_layout_kept(backend):
     x, w, b, _ = conv_inputs(2, 32, 64, 3, torch.float32, True, bias=True)
     dx, dw, db = to_backend(backend, (x, w, b))
@@ -130,7 +129,7 @@ def test_channels_last_input_is_not_copied_and_layout_kept(backend):
     torch.testing.assert_close(y.cpu(), torch_conv(x, w, b, "same", "silu"), rtol=1e-5, atol=1e-6)
 
 
-@backends.backends()
+@backends.over()
 def test_strided_input(backend):
     """Neither L nor channels contiguous (a slice): still exact."""
     base = torch.randn(2, 20, 3 * 41)
@@ -156,7 +155,7 @@ def test_deterministic_backward(backend, shape):
             assert torch.equal(g1, g2)
 
 
-@backends.backends()
+@backends.over()
 def test_empty_batch(backend):
     x = to_backend(backend, torch.randn(0, 8, 10)).requires_grad_(True)
     w = to_backend(backend, torch.randn(8, 3)).requires_grad_(True)
@@ -166,7 +165,7 @@ def test_empty_batch(backend):
     assert torch.all(w.grad == 0)
 
 
-@backends.backends(*DEVICE_BACKENDS)
+@backends.over(*DEVICE_BACKENDS)
 def test_several_dweight_parts(backend):
     """More than 8192 (batch, step) rows per channel: the dweight partials span several blocks
     of the grid's second dimension before torch.sum adds them."""

@@ -16,7 +16,7 @@ from helpers import conv_inputs
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-@backends.backends("cpu", "cuda")
+@backends.over("cpu", "cuda")
 def test_opcheck(backend, channels_last, bias):
     x, w, b, _ = to_backend(backend, conv_inputs(2, 12, 30, 4, torch.float32, channels_last,
                                                  bias))
@@ -30,7 +30,7 @@ def test_opcheck(backend, channels_last, bias):
                            None if b is None else b.detach(), 3, False))
 
 
-@backends.backends("cpu")
+@backends.over("cpu")
 def test_gradcheck(backend):
     x, w, b, _ = to_backend(backend, conv_inputs(2, 5, 17, 4, torch.float64, True, bias=True))
     for t in (x, w, b):
@@ -39,7 +39,7 @@ def test_gradcheck(backend):
         lambda x, w, b: mvscan.depthwise_conv1d(x, w, b, "same", "silu"), (x, w, b))
 
 
-@backends.backends("cpu", "cuda")
+@backends.over("cpu", "cuda")
 def test_compile_fullgraph(backend):
     x, w, b, dout = to_backend(backend, conv_inputs(2, 16, 40, 3, torch.float32, True, bias=True))
     torch._dynamo.reset()

@@ -51,7 +51,7 @@ def test_backward_op_checks_dout():
         torch.ops.mvscan.depthwise_conv1d_bwd(torch.randn(2, 4, 10).double(), x, w, None, 1, False)
 
 
-@backends.backends(*backends.DEVICE_BACKENDS)
+@backends.over(*backends.DEVICE_BACKENDS)
 def test_float64_is_refused_clearly(backend):
     x, w, _, _ = to_backend(backend, conv_inputs(1, 4, 10, 3, torch.float64, False, bias=False,
                                                  weight_3d=False))

@@ -17,7 +17,7 @@ from helpers import ARGS, Case, cotangents, make_inputs
 @pytest.mark.parametrize("B_kind,C_kind", [("constant", "constant"), ("variable", "grouped"),
                                            ("grouped", "variable")])
 @pytest.mark.parametrize("softplus", [False, True])
-@backends.backends("cpu", "cuda")
+@backends.over("cpu", "cuda")
 def test_gradcheck(backend, B_kind, C_kind, softplus):
     case = Case(batch=2, dim=6, L=70, N=3, B_kind=B_kind, C_kind=C_kind, softplus=softplus,
                 dtype=torch.float64, B_groups=2, C_groups=3)
@@ -75,7 +75,7 @@ def test_opcheck_backward(backend, case_name, with_dstates):
                           [torch.randn_like(out), dstates] + args[:8] + [states, args[8]])
 
 
-@backends.backends("cpu", "cuda")
+@backends.over("cpu", "cuda")
 def test_compile_fullgraph_forward_backward(backend):
     case = Case(batch=2, dim=16, L=100, N=8, B_kind="variable", C_kind="grouped")
     inputs = to_backend(backend, make_inputs(case))
@@ -100,7 +100,7 @@ def test_compile_fullgraph_forward_backward(backend):
         torch.testing.assert_close(gc, ge, rtol=1e-4, atol=1e-5)
 
 
-@backends.backends("cpu", "cuda")
+@backends.over("cpu", "cuda")
 def test_compile_dynamic_shapes(backend):
     """One compiled graph serves several sequence lengths (symbolic L in the fake kernels)."""
     torch._dynamo.reset()

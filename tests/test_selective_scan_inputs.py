@@ -82,7 +82,7 @@ def test_u_not_a_tensor():
         call(inputs)
 
 
-@backends.backends()
+@backends.over()
 def test_forward_op_checks_arguments(backend):
     """The operators validate by themselves, so torch.ops.mvscan callers get the same errors."""
     fwd, _ = scan_ops(backend)
@@ -95,7 +95,7 @@ def test_forward_op_checks_arguments(backend):
         fwd(args[0], args[1][:, :, :-1], *args[2:], True)
 
 
-@backends.backends()
+@backends.over()
 def test_backward_op_checks_states(backend):
     fwd, bwd = scan_ops(backend)
     inp = to_backend(backend, base())

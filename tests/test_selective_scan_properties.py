@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import backends
 from backends import run_scan_ops, scan_with_grads, to_backend
-from helpers import (ARGS, FULL_PRECISION, REL_TOL, Case, all_errors, cotangents, make_inputs,
-                     oracle_results, rel_err)
+from helpers import (ARGS, FULL_PRECISION, REL_TOL, Case, all_errors, compare_ops, cotangents,
+                     make_inputs, oracle_results)
 
 EXAMPLES = {"cpu": 60, "cuda": 60, "emulated-cuda": 25}
 # Relative error allowed against the CPU kernel (float64).
@@ -77,17 +77,10 @@ def check_device(backend, case, layouts, seed):
     views = [relayout(a, how) for a, how in zip(to_backend(backend, args), layouts)]
     got = run_scan_ops(backend, views, case.softplus, seed + 1)
     ref = run_scan_ops("cpu", args, case.softplus, seed + 1)
-    tol = CPU_KERNEL_TOL[backend]
-    (out, states, grads), (r_out, r_states, r_grads) = got, ref
-    assert rel_err(out, r_out) <= tol, f"{case}: out"
-    assert rel_err(states, r_states) <= tol, f"{case}: states"
-    for name, r in r_grads.items():
-        assert grads[name].shape == r.shape and grads[name].dtype == r.dtype, name
-        if r.numel():
-            assert rel_err(grads[name], r) <= tol, f"{case}: {name}"
+    compare_ops(got, ref, CPU_KERNEL_TOL[backend], f"{backend} {case}")
 
 
-@backends.backends()
+@backends.over()
 def test_random_shapes_and_layouts(backend):
     @settings(max_examples=EXAMPLES[backend], deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
