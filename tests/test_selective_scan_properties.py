@@ -43,15 +43,13 @@ def cases(draw):
         batch=draw(st.integers(1, 3)), dim=dim, L=draw(st.integers(1, 150)),
         N=draw(st.integers(1, 20)), B_kind=draw(kinds), C_kind=draw(kinds),
         D=draw(st.booleans()), z=draw(st.booleans()), delta_bias=draw(st.booleans()),
-        softplus=draw(st.booleans()), dtype=draw(st.sampled_from(FULL_PRECISION)),
+        softplus=draw(st.booleans()),
+        dtype=draw(st.sampled_from(sorted(FULL_PRECISION, key=lambda d: d.itemsize))),
         B_groups=draw(st.sampled_from(divisors)), C_groups=draw(st.sampled_from(divisors)))
 
 
-@st.composite
-def device_cases(draw):
-    """cases() in float64, a quarter of them with N from 1 to 20, the rest with N > 32 and
-    L <= 70."""
-    case, big_N = draw(cases()), draw(st.sampled_from([None, 33, 64, 100]))
+def with_big_N(case: Case, big_N: int | None) -> Case:
+    """The device backends' case: float64, and with big_N (N > 32), L at most 70."""
     return Case(**{**case.__dict__, "dtype": torch.float64,
                    "N": big_N if big_N is not None else case.N,
                    "L": min(case.L, 70) if big_N is not None else case.L})
@@ -82,15 +80,20 @@ def check_device(backend, case, layouts, seed):
 
 @backends.over()
 def test_random_shapes_and_layouts(backend):
-    @settings(max_examples=EXAMPLES[backend], deadline=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(case=cases() if backend == "cpu" else device_cases(),
-           layouts=st.lists(st.integers(0, 3), min_size=8, max_size=8),
-           seed=st.integers(0, 2**16))
-    def check(case, layouts, seed):
-        if backend == "cpu":
+    settings_ = settings(max_examples=EXAMPLES[backend], deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+    layouts = st.lists(st.integers(0, 3), min_size=8, max_size=8)
+    seeds = st.integers(0, 2**16)
+    if backend == "cpu":
+        @settings_
+        @given(case=cases(), layouts=layouts, seed=seeds)
+        def check(case, layouts, seed):
             check_cpu(case, layouts, seed)
-        else:
-            check_device(backend, case, layouts, seed)
+    else:
+        @settings_
+        @given(case=cases(), big_N=st.sampled_from([None, 33, 64, 100]), layouts=layouts,
+               seed=seeds)
+        def check(case, big_N, layouts, seed):
+            check_device(backend, with_big_N(case, big_N), layouts, seed)
 
     check()
