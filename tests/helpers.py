@@ -5,14 +5,29 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 import mvscan  # also loads the operators behind torch.ops.mvscan
 import oracle
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-LOW_PRECISION = (torch.float16, torch.bfloat16)
-# Relative-norm tolerances against the float64 oracle (see design.md, "Testing conventions").
+GRAD_NAMES = tuple("d" + a for a in ARGS)  # the backward op's results, in order
+
+# The input dtypes every operator takes on every device, as the extension reports them
+# (csrc/common/dtypes.def), with their full- and low-precision subsets.
+INPUT_DTYPES: tuple[torch.dtype, ...] = mvscan.INPUT_DTYPES
+FULL_PRECISION = tuple(d for d in INPUT_DTYPES if d.itemsize >= 4)  # float32, float64
+LOW_PRECISION = tuple(d for d in INPUT_DTYPES if d.itemsize == 2)  # float16, bfloat16
+
+
+def dtype_id(dtype: torch.dtype) -> str:
+    """A readable test id for a dtype: "fp32", "bf16"."""
+    return ("bf" if dtype == torch.bfloat16 else "fp") + str(dtype.itemsize * 8)
+
+
+# Relative-norm tolerances against the float64 oracle, by dtype.
 REL_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 
 
@@ -141,6 +156,19 @@ def check_low_precision(case: Case, runs: dict, seed: int = 0) -> None:
             assert rel <= allowed, f"{label}: {name} rel {rel:.2e} > {allowed:.2e}"
 
 
+def compare_ops(got, ref, tol: float, what: str) -> None:
+    """(out, states, grads) of one scan fwd/bwd operator pair (backends.run_scan_ops) against
+    another's on the same inputs: relative norm errors within tol, same shapes and dtypes."""
+    out, states, grads = got
+    r_out, r_states, r_grads = ref
+    assert rel_err(out, r_out) <= tol, f"{what}: out"
+    assert rel_err(states, r_states) <= tol, f"{what}: states"
+    for name, r in r_grads.items():
+        assert grads[name].shape == r.shape and grads[name].dtype == r.dtype, f"{what}: {name}"
+        if r.numel():
+            assert rel_err(grads[name], r) <= tol, f"{what}: {name}"
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     x, ref = x.double(), ref.double()
     assert x.shape == ref.shape, f"shape {tuple(x.shape)} != {tuple(ref.shape)}"
@@ -194,3 +222,50 @@ def cpu_isa(name: str):
         yield
     finally:
         torch.ops.mvscan._set_cpu_isa("")
+
+
+# --- depthwise conv1d --------------------------------------------------------------------------
+
+def conv_inputs(batch, channels, L, K, dtype, channels_last, bias, seed=0, weight_3d=True):
+    """x (channels-contiguous storage if channels_last), weight ((channels, 1, K) or
+    (channels, K)), bias or None, and dout, drawn in float64 and rounded to dtype."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, L, channels, generator=g, dtype=torch.float64).to(dtype)
+    x = x.transpose(1, 2) if channels_last else x.transpose(1, 2).contiguous()
+    wshape = (channels, 1, K) if weight_3d else (channels, K)
+    w = (torch.randn(*wshape, generator=g, dtype=torch.float64) * 0.5).to(dtype)
+    b = torch.randn(channels, generator=g, dtype=torch.float64).to(dtype) if bias else None
+    dout = torch.randn(batch, channels, L, generator=g, dtype=torch.float64).to(dtype)
+    return x, w, b, dout
+
+
+def conv_run(fn, x, w, b, dout, padding, activation):
+    """y and the gradients (dx, dweight[, dbias]) of <dout, fn(x, w, b, padding, activation)>."""
+    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in (x, w, b)]
+    y = fn(leaves[0], leaves[1], leaves[2], padding, activation)
+    wanted = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(y, wanted, dout)
+    return y.detach(), grads
+
+
+def torch_conv(x, w, b, padding, activation):
+    """The plain PyTorch statement of the op: F.conv1d, then F.silu."""
+    K = w.shape[-1]
+    w3 = w.reshape(w.shape[0], 1, K)
+    if padding == "same":
+        y = F.conv1d(x, w3, b, groups=x.shape[1], padding="same")
+    else:
+        y = F.conv1d(F.pad(x, (K - 1, 0)), w3, b, groups=x.shape[1])
+    return F.silu(y) if activation == "silu" else y
+
+
+def conv_oracle_results(x, w, b, dout, padding, activation):
+    """The oracle's y and gradients (shaped like x, w[, b]) on the same (CPU) inputs."""
+    K = w.shape[-1]
+    pad_left = K - 1 if padding == "causal" else (K - 1) // 2
+    args = (x.double().numpy(), w.reshape(w.shape[0], K).double().numpy(),
+            None if b is None else b.double().numpy())
+    y = oracle.conv_forward(*args, pad_left, activation == "silu")
+    dx, dw, db = oracle.conv_backward(dout.double().numpy(), *args, pad_left, activation == "silu")
+    grads = [dx, dw.reshape(tuple(w.shape))] + ([db] if b is not None else [])
+    return torch.from_numpy(y), [torch.from_numpy(np.ascontiguousarray(t)) for t in grads]

@@ -1,5 +1,6 @@
-"""A numpy float64 oracle of the selective scan, forward and backward, written straight from
-../shared/spec/selective_scan.md. Slow and simple on purpose: every kernel is compared with it,
+"""A numpy float64 oracle of the selective scan, forward and backward, written straight from the
+recurrence (h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t h_t + D u_t, gated by
+silu(z)). Slow and simple on purpose: every kernel is compared with it,
 and its own backward is checked by finite differences (test_oracle.py)."""
 
 from __future__ import annotations

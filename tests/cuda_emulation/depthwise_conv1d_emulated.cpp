@@ -1,6 +1,6 @@
 // The CUDA depthwise conv1d kernels (csrc/depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh) and
 // their host driver, run on CPU tensors through cuda_emulator.h. Built by
-// tests/test_depthwise_conv1d_cuda_emulated.py; exposes depthwise_conv1d_fwd / _bwd with the
+// tests/backends.py (tests/emulation.py); exposes depthwise_conv1d_fwd / _bwd with the
 // signatures of torch.ops.mvscan.*.
 #include <torch/extension.h>
 

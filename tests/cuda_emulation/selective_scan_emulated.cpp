@@ -1,6 +1,6 @@
 // The CUDA selective-scan kernels (csrc/selective_scan/selective_scan_cuda_kernels.cuh) and their host
 // driver, run on CPU tensors through cuda_emulator.h. Built by
-// tests/test_selective_scan_cuda_emulated.py with torch.utils.cpp_extension; exposes
+// tests/backends.py (tests/emulation.py) with torch.utils.cpp_extension; exposes
 // selective_scan_fwd / selective_scan_bwd with the signatures of torch.ops.mvscan.*.
 #include <torch/extension.h>
 

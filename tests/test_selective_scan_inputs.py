@@ -1,12 +1,16 @@
-"""Bad arguments raise a clear exception naming the argument, what was expected and what came."""
+"""Bad arguments to the scan raise a clear exception naming the argument, what was expected and
+what came: through mvscan.selective_scan, and through each backend's operators directly (the
+CUDA drivers run the same host-side checks as the CPU op)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import backends
 import mvscan
-from helpers import Case, make_inputs
+from backends import scan_ops, to_backend
+from helpers import ARGS, Case, make_inputs
 
 ERRORS = (ValueError, TypeError)
 
@@ -78,24 +82,29 @@ def test_u_not_a_tensor():
         call(inputs)
 
 
-def test_direct_op_call_is_checked_too():
-    """The C++ operator validates by itself, so torch.ops.mvscan callers get the same errors."""
-    inp = base()
+@backends.over()
+def test_forward_op_checks_arguments(backend):
+    """The operators validate by themselves, so torch.ops.mvscan callers get the same errors."""
+    fwd, _ = scan_ops(backend)
+    inp = to_backend(backend, base())
+    args = [inp[k] for k in ARGS]
+    big = to_backend(backend, [-torch.rand(8, 300), torch.randn(8, 300), torch.randn(8, 300)])
     with pytest.raises(ERRORS, match="N = 300 states"):
-        torch.ops.mvscan.selective_scan_fwd(inp["u"], inp["delta"], -torch.rand(8, 300),
-                                            torch.randn(8, 300), torch.randn(8, 300),
-                                            None, None, None, False)
+        fwd(inp["u"], inp["delta"], *big, None, None, None, False)
+    with pytest.raises(ERRORS, match="delta must have shape"):
+        fwd(args[0], args[1][:, :, :-1], *args[2:], True)
 
 
-def test_backward_op_checks_states():
-    inp = base()
-    args = [inp[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    out, states = torch.ops.mvscan.selective_scan_fwd(*args, True)
+@backends.over()
+def test_backward_op_checks_states(backend):
+    fwd, bwd = scan_ops(backend)
+    inp = to_backend(backend, base())
+    args = [inp[k] for k in ARGS]
+    out, states = fwd(*args, True)
     with pytest.raises(ERRORS, match=r"states must have shape"):
-        torch.ops.mvscan.selective_scan_bwd(torch.randn_like(out), None, *args,
-                                            states[:, :, :, :2], True)
+        bwd(torch.randn_like(out), None, *args, states[:, :, :, :2], True)
     with pytest.raises(ERRORS, match=r"dout must have shape"):
-        torch.ops.mvscan.selective_scan_bwd(torch.randn(2, 8, 3), None, *args, states, True)
+        bwd(to_backend(backend, torch.randn(2, 8, 3)), None, *args, states, True)
 
 
 def test_unknown_cpu_isa():
