@@ -110,15 +110,18 @@ def emulation(op: str):
     return build_emulation(name, f"{op}_emulated.cpp")
 
 
+def op_pair(backend: str, op: str):
+    """(fwd, bwd): the backend's <op>_fwd / <op>_bwd operators, with torch.ops.mvscan's
+    signatures (tensors on the backend's device)."""
+    source = emulation(op) if backend == "emulated-cuda" else torch.ops.mvscan
+    return getattr(source, f"{op}_fwd"), getattr(source, f"{op}_bwd")
+
+
 # --- selective scan ----------------------------------------------------------------------------
 
 def scan_ops(backend: str):
-    """(fwd, bwd): the backend's selective_scan_fwd / selective_scan_bwd operators, with
-    torch.ops.mvscan's signatures (tensors on the backend's device)."""
-    if backend == "emulated-cuda":
-        m = emulation("selective_scan")
-        return m.selective_scan_fwd, m.selective_scan_bwd
-    return torch.ops.mvscan.selective_scan_fwd, torch.ops.mvscan.selective_scan_bwd
+    """(fwd, bwd) of the selective scan on the backend (see op_pair)."""
+    return op_pair(backend, "selective_scan")
 
 
 class _EmulatedScan(torch.autograd.Function):
@@ -185,11 +188,8 @@ def run_scan_ops(backend: str, args: Sequence, softplus: bool, seed: int = 1):
 # --- depthwise conv1d --------------------------------------------------------------------------
 
 def conv_ops(backend: str):
-    """(fwd, bwd): the backend's depthwise_conv1d_fwd / _bwd operators (torch.ops signatures)."""
-    if backend == "emulated-cuda":
-        m = emulation("depthwise_conv1d")
-        return m.depthwise_conv1d_fwd, m.depthwise_conv1d_bwd
-    return torch.ops.mvscan.depthwise_conv1d_fwd, torch.ops.mvscan.depthwise_conv1d_bwd
+    """(fwd, bwd) of the depthwise conv1d on the backend (see op_pair)."""
+    return op_pair(backend, "depthwise_conv1d")
 
 
 class _EmulatedConv(torch.autograd.Function):
