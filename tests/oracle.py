@@ -37,17 +37,20 @@ def reduce_bc_grad(d_full: np.ndarray, like: np.ndarray) -> np.ndarray:
     return d_full.reshape(batch, groups, dim // groups, N, L).sum(axis=2)
 
 
-def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+            initial_state=None):
     """Returns a dict with out (batch, dim, L), last_state (batch, dim, N) and the intermediates
-    the backward needs. All inputs are numpy arrays (converted to float64)."""
+    the backward needs. All inputs are numpy arrays (converted to float64). initial_state: h_0,
+    (batch, dim, N), or None for zeros."""
     f = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
     u, delta, A, B, C, D, z, delta_bias = map(f, (u, delta, A, B, C, D, z, delta_bias))
+    h0 = f(initial_state)
     batch, dim, L = u.shape
     pre = delta + (delta_bias[:, None] if delta_bias is not None else 0.0)
     dt = _softplus(pre) if delta_softplus else pre
     Bx, Cx = expand_bc(B, batch, dim, L), expand_bc(C, batch, dim, L)
     N = A.shape[1]
-    h = np.zeros((batch, dim, N))
+    h = h0.copy() if h0 is not None else np.zeros((batch, dim, N))
     hs = np.zeros((batch, dim, L, N))
     y = np.zeros((batch, dim, L))
     for t in range(L):
@@ -57,14 +60,14 @@ def forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=F
     if D is not None:
         y = y + D[:, None] * u
     out = y * z * _sigmoid(z) if z is not None else y
-    return dict(out=out, last_state=h, y=y, hs=hs, dt=dt, pre=pre)
+    return dict(out=out, last_state=h, y=y, hs=hs, dt=dt, pre=pre, h0=h0)
 
 
 def backward(dout, dlast, u, delta, A, B, C, D=None, z=None, delta_bias=None,
-             delta_softplus=False):
+             delta_softplus=False, initial_state=None):
     """Gradients of <dout, out> + <dlast, last_state> w.r.t. every input, in float64, shaped like
-    the inputs (None for absent optional inputs). dlast may be None."""
-    fw = forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    the inputs (None for absent optional inputs, initial_state included). dlast may be None."""
+    fw = forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
     f = lambda x: None if x is None else np.asarray(x, dtype=np.float64)  # noqa: E731
     u, A, B, C, D, z, dout, dlast = map(f, (u, A, B, C, D, z, dout, dlast))
     batch, dim, L = u.shape
@@ -88,7 +91,8 @@ def backward(dout, dlast, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     carry = dlast.copy() if dlast is not None else np.zeros((batch, dim, N))
     for t in reversed(range(L)):
         a_t = np.exp(dt[:, :, t, None] * A)
-        h_prev = hs[:, :, t - 1] if t > 0 else np.zeros((batch, dim, N))
+        h_prev = hs[:, :, t - 1] if t > 0 else (
+            fw["h0"] if fw["h0"] is not None else np.zeros((batch, dim, N)))
         lam = g[:, :, t, None] * Cx[..., t] + carry
         q = a_t * h_prev  # = h_t - dt_t B_t u_t
         du[:, :, t] += (lam * Bx[..., t]).sum(-1) * dt[:, :, t]
@@ -100,7 +104,25 @@ def backward(dout, dlast, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     ddelta = ddt * _sigmoid(fw["pre"]) if delta_softplus else ddt
     ddelta_bias = ddelta.sum(axis=(0, 2)) if delta_bias is not None else None
     return dict(u=du, delta=ddelta, A=dA, B=reduce_bc_grad(dBx, B), C=reduce_bc_grad(dCx, C),
-                D=dD, z=dz, delta_bias=ddelta_bias)
+                D=dD, z=dz, delta_bias=ddelta_bias,
+                initial_state=carry if fw["h0"] is not None else None)
+
+
+def state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """One decode step of the scan, float64: returns (out (batch, dim), new state (batch, dim, N)).
+    state (batch, dim, N); x, dt, z (batch, dim); A (dim, N); B, C (batch, N); D, dt_bias (dim,).
+    The same step as forward() at one time step, so a prefill's last_state followed by steps must
+    equal forward() over the whole sequence."""
+    f = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+    state, x, dt, A, B, C, D, z, dt_bias = map(f, (state, x, dt, A, B, C, D, z, dt_bias))
+    pre = dt + (dt_bias[None] if dt_bias is not None else 0.0)
+    step = _softplus(pre) if dt_softplus else pre
+    new = np.exp(step[..., None] * A) * state + (step * x)[..., None] * B[:, None, :]
+    y = (new * C[:, None, :]).sum(-1)
+    if D is not None:
+        y = y + D[None] * x
+    out = y * z * _sigmoid(z) if z is not None else y
+    return out, new
 
 
 def conv_forward(x, weight, bias=None, pad_left=0, silu=False):

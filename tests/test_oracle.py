@@ -14,13 +14,17 @@ from helpers import Case, make_inputs
                                            ("grouped", "constant")])
 @pytest.mark.parametrize("softplus", [False, True])
 @pytest.mark.parametrize("optional", [False, True])
-def test_oracle_backward_matches_finite_differences(B_kind, C_kind, softplus, optional):
+@pytest.mark.parametrize("h0", [False, True], ids=["zero_h0", "initial_state"])
+def test_oracle_backward_matches_finite_differences(B_kind, C_kind, softplus, optional,
+                                                    h0):
     case = Case(batch=2, dim=4, L=6, N=3, B_kind=B_kind, C_kind=C_kind, D=optional, z=optional,
                 delta_bias=optional, softplus=softplus, dtype=torch.float64, B_groups=2,
                 C_groups=4)
     inputs = {k: (v.numpy().copy() if v is not None else None)
               for k, v in make_inputs(case, seed=11).items()}
     rng = np.random.default_rng(0)
+    if h0:
+        inputs["initial_state"] = rng.standard_normal((2, 4, 3))
     dout = rng.standard_normal(inputs["u"].shape)
     dlast = rng.standard_normal((2, 4, 3))
 
@@ -42,3 +46,32 @@ def test_oracle_backward_matches_finite_differences(B_kind, C_kind, softplus, op
             minus[name][idx] -= eps
             numeric[idx] = (loss(plus) - loss(minus)) / (2 * eps)
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_oracle_split_and_steps_equal_one_pass(optional):
+    """A prefill carried into a second prefill (initial_state), then token-by-token state_update
+    steps from its last state, equal forward() over the whole sequence."""
+    case = Case(batch=2, dim=4, L=9, N=3, B_kind="variable", C_kind="variable", D=optional,
+                z=optional, delta_bias=optional, softplus=optional, dtype=torch.float64)
+    x = {k: (v.numpy().copy() if v is not None else None)
+         for k, v in make_inputs(case, seed=5).items()}
+    whole = oracle.forward(**x, delta_softplus=optional)
+
+    def part(t0, t1, h0):
+        seq = {k: (v[..., t0:t1] if k in ("u", "delta", "z", "B", "C") and v is not None else v)
+               for k, v in x.items()}
+        return oracle.forward(**seq, delta_softplus=optional, initial_state=h0)
+
+    first = part(0, 4, None)
+    second = part(4, 6, first["last_state"])
+    outs, state = [first["out"], second["out"]], second["last_state"]
+    for t in range(6, 9):
+        z_t = x["z"][:, :, t] if x["z"] is not None else None
+        out_t, state = oracle.state_update(state, x["u"][:, :, t], x["delta"][:, :, t], x["A"],
+                                           x["B"][:, :, t], x["C"][:, :, t], x["D"], z_t,
+                                           x["delta_bias"], dt_softplus=optional)
+        outs.append(out_t[..., None])
+    np.testing.assert_allclose(np.concatenate(outs, axis=-1), whole["out"], rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(state, whole["last_state"], rtol=1e-12, atol=1e-12)
