@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# One command for a GPU machine with no network and its own torch: build in place for this GPU,
-# run the whole test suite with CUDA, run compute-sanitizer on small CUDA ops (scan and conv),
-# run the CUDA benchmarks, and print a results table. Results go to $OUT (default
-# ./gpu_check_out). Aim: under 10 minutes on an H100 with 16 cores.
-#   bash scripts/gpu_check.sh
+# The GPU verification, for a GPU machine with no network and its own torch, in stages that each
+# fit one 10-minute call (the build stays in place between calls on a warm machine):
+#   bash scripts/gpu_check.sh build       build in place for this GPU
+#   bash scripts/gpu_check.sh tests       the whole test suite with CUDA (slow tests: add --run-slow
+#                                         via PYTEST_ARGS="--run-slow", or the stage `slow`)
+#   bash scripts/gpu_check.sh slow        only the tests marked slow (> 2^31-element buffers)
+#   bash scripts/gpu_check.sh sanitizer   compute-sanitizer memcheck + racecheck on small ops
+#   bash scripts/gpu_check.sh benchmarks  the CUDA benchmarks and a results table
+#   bash scripts/gpu_check.sh [all]       build, tests, sanitizer, benchmarks in one call
+# Results go to $OUT (default ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -11,23 +16,42 @@ mkdir -p "$OUT"
 status=0
 # The interpreter that holds torch: $PYTHON, else python3 (GPU images may have no `python`).
 PY="${PYTHON:-python3}"
+stage="${1:-all}"
+case "$stage" in
+  all|build|tests|slow|sanitizer|benchmarks) ;;
+  *) echo "gpu_check.sh: unknown stage '$stage' (all, build, tests, slow, sanitizer, benchmarks)"
+     exit 2 ;;
+esac
+want() { [ "$stage" = all ] || [ "$stage" = "$1" ]; }
 
 "$PY" - <<'PY' || exit 1
 import torch
 assert torch.cuda.is_available(), "no CUDA GPU visible"
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name())
 PY
-arch=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
-echo "== build for sm_${arch/./}"
-start=$(date +%s)
-TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" "$PY" setup.py build_ext --inplace \
-  > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+if want build; then
+  arch=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+  echo "== build for sm_${arch/./}"
+  start=$(date +%s)
+  TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" "$PY" setup.py build_ext --inplace \
+    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - start )) s"
+fi
 
-echo "== tests (CUDA tests included)"
-MVSCAN_POISON_OUTPUTS=1 "$PY" -m pytest tests -q -rs -p no:cacheprovider \
-  --junitxml="$OUT/tests.xml" 2>&1 | tee "$OUT/tests.log" | tail -15 || status=1
+if want tests; then
+  echo "== tests (CUDA tests included; slow ones only with PYTEST_ARGS=--run-slow)"
+  # shellcheck disable=SC2086  # PYTEST_ARGS is a list of flags
+  MVSCAN_POISON_OUTPUTS=1 "$PY" -m pytest tests -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} \
+    --junitxml="$OUT/tests.xml" 2>&1 | tee "$OUT/tests.log" | tail -15 || status=1
+fi
 
+if [ "$stage" = slow ]; then
+  echo "== slow tests (> 2^31-element buffers)"
+  MVSCAN_POISON_OUTPUTS=1 "$PY" -m pytest tests -q -rs -p no:cacheprovider --run-slow -m slow \
+    2>&1 | tee "$OUT/tests_slow.log" | tail -15 || status=1
+fi
+
+if want sanitizer; then
 echo "== compute-sanitizer (memcheck, racecheck) on small CUDA fwd+bwd: scan and conv"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, mvscan
@@ -64,7 +88,9 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
 else
   echo "compute-sanitizer not found: skipped"
 fi
+fi
 
+if want benchmarks; then
 echo "== CUDA benchmarks (scan, conv, MambaVision inference)"
 "$PY" -m pytest benchmarks/test_scan_cuda.py benchmarks/test_conv_cuda.py \
   "benchmarks/test_model_cpu.py::test_mambavision_cuda" "benchmarks/test_model_cpu.py::test_peer_cuda" \
@@ -84,6 +110,7 @@ PY
 echo "== python -m mvscan.benchmark at the GPU shapes (batch 128, bf16)"
 "$PY" -m mvscan.benchmark --device cuda --dtype bf16 --batch-size 128 --repeats 50 \
   2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
+fi
 
-echo "results in $OUT (status $status)"
+echo "results in $OUT (stage $stage, status $status)"
 exit $status
