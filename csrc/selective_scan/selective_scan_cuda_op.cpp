@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <array>
+#include <atomic>
 #include <tuple>
 
 #include "selective_scan/selective_scan_cuda.h"
@@ -16,17 +17,18 @@ namespace mvscan {
 namespace cuda {
 namespace {
 
-// The most dynamic shared memory one block may use on a device, cached per device.
+// The most dynamic shared memory one block may use on a device, cached per device. Atomic: host
+// threads may ask at once (they compute and store the same value).
 size_t max_smem_per_block(int device) {
-  static std::array<int, 64> cache{};
+  static std::array<std::atomic<int>, 64> cache{};
   TORCH_CHECK(device >= 0 && device < static_cast<int>(cache.size()),
               "mvscan.selective_scan: unexpected CUDA device index ", device);
-  if (cache[device] == 0) {
-    int v = 0;
+  int v = cache[device].load(std::memory_order_relaxed);
+  if (v == 0) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    cache[device] = v;
+    cache[device].store(v, std::memory_order_relaxed);
   }
-  return static_cast<size_t>(cache[device]);
+  return static_cast<size_t>(v);
 }
 
 void check_cuda(const at::Tensor& u) {
