@@ -3,11 +3,11 @@
 #include <Python.h>
 #include <torch/library.h>
 
-#include "common/cpu_isa.h"
-#include "selective_scan/selective_scan.h"
-
 #include <type_traits>
 #include <vector>
+
+#include "common/cpu_isa.h"
+#include "selective_scan/selective_scan.h"
 
 namespace {
 
@@ -21,25 +21,18 @@ const char* torch_name_of() {
   return "unknown";
 }
 
-// (INPUT_DTYPES, ACC_DTYPES): the torch names of the input dtypes in list order, and of each
-// one's accumulation dtype.
-PyObject* dtype_tables() {
-  std::vector<const char*> input, acc;
+// The torch names of the input dtypes in list order (acc = false), or of each one's accumulation
+// dtype (acc = true), as a new Python tuple of str.
+PyObject* dtype_name_tuple(bool acc) {
+  std::vector<const char*> names;
 #define MVSCAN_DTYPE(suffix, torch_name, cpp_type, acc_type) \
-  input.push_back(#torch_name);                              \
-  acc.push_back(torch_name_of<acc_type>());
+  names.push_back(acc ? torch_name_of<acc_type>() : #torch_name);
 #include "common/dtypes.def"
 #undef MVSCAN_DTYPE
-  PyObject* tables = PyTuple_New(2);
-  PyObject* in = PyTuple_New(static_cast<Py_ssize_t>(input.size()));
-  PyObject* ac = PyTuple_New(static_cast<Py_ssize_t>(acc.size()));
-  for (size_t i = 0; i < input.size(); ++i) {
-    PyTuple_SET_ITEM(in, static_cast<Py_ssize_t>(i), PyUnicode_FromString(input[i]));
-    PyTuple_SET_ITEM(ac, static_cast<Py_ssize_t>(i), PyUnicode_FromString(acc[i]));
-  }
-  PyTuple_SET_ITEM(tables, 0, in);
-  PyTuple_SET_ITEM(tables, 1, ac);
-  return tables;
+  PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(names.size()));
+  for (size_t i = 0; tuple != nullptr && i < names.size(); ++i)
+    PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), PyUnicode_FromString(names[i]));
+  return tuple;
 }
 
 }  // namespace
@@ -53,12 +46,8 @@ PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
-  PyObject* tables = dtype_tables();
-  PyObject* input = PyTuple_GET_ITEM(tables, 0);
-  PyObject* acc = PyTuple_GET_ITEM(tables, 1);
-  Py_INCREF(input);
-  Py_INCREF(acc);
-  Py_DECREF(tables);
+  PyObject* input = dtype_name_tuple(/*acc=*/false);
+  PyObject* acc = dtype_name_tuple(/*acc=*/true);
   if (PyModule_AddObject(module, "INPUT_DTYPES", input) < 0 ||
       PyModule_AddObject(module, "ACC_DTYPES", acc) < 0 ||
       PyModule_AddIntConstant(module, "STATE_CHUNK_LEN", mvscan::kStateChunkLen) < 0 ||

@@ -38,18 +38,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu) {
   check_cpu(x);
-  DepthwiseConv1dBwdParams bp;
-  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  at::Tensor dx;
+  DepthwiseConv1dBwdParams bp =
+      make_depthwise_conv1d_bwd_params(dout, x, weight, bias, pad_left, silu, &dx);
   const DepthwiseConv1dParams& p = bp.fwd;
-  check_depthwise_conv1d_dout(x, dout);
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
-  at::Tensor dx = poisoned(empty_like_conv_input(x));
   at::Tensor dweight_part = new_output({p.batch, p.channels, p.width}, acc);
   at::Tensor dbias_part = new_output({p.batch, p.channels}, acc);
-  bp.dout = dout.data_ptr();
-  bp.dout_strides = seq_strides_of(dout);
-  bp.dx = dx.data_ptr();
-  bp.dx_strides = seq_strides_of(dx);
   bp.dweight_part = dweight_part.data_ptr();
   bp.dbias_part = dbias_part.data_ptr();
   const CpuIsa isa = active_cpu_isa();

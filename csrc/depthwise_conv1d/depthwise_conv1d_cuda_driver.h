@@ -52,16 +52,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu, LaunchDx&& launch_dx,
     LaunchDweight&& launch_dweight) {
-  DepthwiseConv1dBwdParams bp;
-  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  at::Tensor dx;
+  const DepthwiseConv1dBwdParams bp =
+      make_depthwise_conv1d_bwd_params(dout, x, weight, bias, pad_left, silu, &dx);
   const DepthwiseConv1dParams& p = bp.fwd;
-  check_depthwise_conv1d_dout(x, dout);
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
-  at::Tensor dx = poisoned(empty_like_conv_input(x));
-  bp.dout = dout.data_ptr();
-  bp.dout_strides = seq_strides_of(dout);
-  bp.dx = dx.data_ptr();
-  bp.dx_strides = seq_strides_of(dx);
 
   const int64_t rows = p.batch * p.seqlen;
   const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);

@@ -17,14 +17,6 @@ void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_t
 
 }  // namespace
 
-void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout) {
-  TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
-                    "dout must have x's shape ", x.sizes(), " and device ", x.device(), ", got ",
-                    dout.sizes(), " on ", dout.device());
-  TORCH_CHECK_TYPE(dout.scalar_type() == x.scalar_type(), kOp, "dout must have x's dtype ",
-                   x.scalar_type(), ", got ", dout.scalar_type());
-}
-
 at::Tensor empty_like_conv_input(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
   const bool channels_last =
@@ -79,6 +71,27 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
     p.bias_stride = bias->stride(0);
   }
   return p;
+}
+
+DepthwiseConv1dBwdParams make_depthwise_conv1d_bwd_params(const at::Tensor& dout,
+                                                          const at::Tensor& x,
+                                                          const at::Tensor& weight,
+                                                          const std::optional<at::Tensor>& bias,
+                                                          int64_t pad_left, bool silu,
+                                                          at::Tensor* dx) {
+  DepthwiseConv1dBwdParams bp;
+  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
+                    "dout must have x's shape ", x.sizes(), " and device ", x.device(), ", got ",
+                    dout.sizes(), " on ", dout.device());
+  TORCH_CHECK_TYPE(dout.scalar_type() == x.scalar_type(), kOp, "dout must have x's dtype ",
+                   x.scalar_type(), ", got ", dout.scalar_type());
+  *dx = poisoned(empty_like_conv_input(x));
+  bp.dout = dout.data_ptr();
+  bp.dout_strides = seq_strides_of(dout);
+  bp.dx = dx->data_ptr();
+  bp.dx_strides = seq_strides_of(*dx);
+  return bp;
 }
 
 }  // namespace mvscan

@@ -15,8 +15,15 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
                                                    const std::optional<at::Tensor>& bias,
                                                    int64_t pad_left, bool silu);
 
-// Checks the backward's dout against x: same shape, device and dtype.
-void check_depthwise_conv1d_dout(const at::Tensor& x, const at::Tensor& dout);
+// Validates the backward's arguments (those of the forward, and dout: x's shape, device and
+// dtype), allocates dx (laid out like the forward's output, NaN-poisoned when poisoning is on)
+// and describes both. The partial-sum pointers are left to the device, which lays them out.
+DepthwiseConv1dBwdParams make_depthwise_conv1d_bwd_params(const at::Tensor& dout,
+                                                          const at::Tensor& x,
+                                                          const at::Tensor& weight,
+                                                          const std::optional<at::Tensor>& bias,
+                                                          int64_t pad_left, bool silu,
+                                                          at::Tensor* dx);
 
 // An empty output shaped like x: channels-last when x is dense channels-last (as in_proj's
 // output transposed), contiguous otherwise. mvscan/ops.py's fake kernel follows the same rule.

@@ -11,15 +11,15 @@
 namespace mvscan {
 namespace cuda {
 // The dweight kernel's `extern __shared__` reduction tree (blocks run one after another): room
-// for the largest launch plus a guard band.
-constexpr size_t kEmulatedTreeBytes = 16 * 1024;
+// for the largest launch (kConvThreads doubles) plus the guard band.
+constexpr size_t kGuardBytes = 4096;
+constexpr size_t kEmulatedTreeBytes = 4096 + kGuardBytes;
 alignas(16) unsigned char conv_tree[kEmulatedTreeBytes];
 }  // namespace cuda
 }  // namespace mvscan
 
 #include "depthwise_conv1d/depthwise_conv1d_cuda_driver.h"
 #include "depthwise_conv1d/depthwise_conv1d_cuda_kernels.cuh"
-
 
 namespace mvscan {
 namespace cuda {
@@ -33,16 +33,16 @@ constexpr unsigned char kGuard = 0xa5;
 
 template <typename Kernel>
 void run_grid(int64_t grid_x, int64_t grid_y, size_t smem_bytes, Kernel&& kernel) {
-  TORCH_CHECK(smem_bytes < kEmulatedTreeBytes, "emulator: ", smem_bytes,
+  TORCH_CHECK(smem_bytes + kGuardBytes <= kEmulatedTreeBytes, "emulator: ", smem_bytes,
               " bytes of shared memory leave no room for the guard band");
   const EmulatedDim3 grid{static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1};
   for (int64_t y = 0; y < grid_y; ++y) {
     for (int64_t x = 0; x < grid_x; ++x) {
       std::memset(conv_tree, 0xff, smem_bytes);
-      std::memset(conv_tree + smem_bytes, kGuard, kEmulatedTreeBytes - smem_bytes);
+      std::memset(conv_tree + smem_bytes, kGuard, kGuardBytes);
       const EmulatedDim3 block{static_cast<unsigned>(x), static_cast<unsigned>(y), 0};
       cuda_emulator::run_block(kConvThreads, block, grid, kernel);
-      for (size_t i = smem_bytes; i < kEmulatedTreeBytes; ++i)
+      for (size_t i = smem_bytes; i < smem_bytes + kGuardBytes; ++i)
         TORCH_CHECK(conv_tree[i] == kGuard, "emulator: block (", x, ", ", y, ") wrote past its ",
                     smem_bytes, " bytes of shared memory (byte ", i, ")");
     }
