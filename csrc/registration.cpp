@@ -63,17 +63,20 @@ TORCH_LIBRARY(mvscan, m) {
   // Returns (out, states): out (batch, dim, L) in u's dtype; states (batch, dim, n_chunks, N) in
   // the accumulation dtype, the state at the last step of every state chunk (STATE_CHUNK_LEN
   // steps; n_chunks = ceil(L / STATE_CHUNK_LEN)). The last one is h_L; the backward recomputes
-  // the rest from them.
+  // the rest from them. initial_state: h_0, (batch, dim, N) in the accumulation dtype (zeros
+  // when None).
   m.def(
       "selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, "
-      "Tensor? z, Tensor? delta_bias, bool delta_softplus) -> (Tensor, Tensor)");
-  // Returns (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias), each shaped like its input; the
-  // gradient of an absent optional input is an empty (0,) tensor. dstates is the gradient
-  // w.r.t. the forward's states (None when they do not reach the loss).
+      "Tensor? z, Tensor? delta_bias, bool delta_softplus, Tensor? initial_state=None) "
+      "-> (Tensor, Tensor)");
+  // Returns (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state), each shaped like its
+  // input; the gradient of an absent optional input is an empty (0,) tensor. dstates is the
+  // gradient w.r.t. the forward's states (None when they do not reach the loss).
   m.def(
       "selective_scan_bwd(Tensor dout, Tensor? dstates, Tensor u, Tensor delta, Tensor A, "
       "Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, Tensor states, "
-      "bool delta_softplus) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool delta_softplus, Tensor? initial_state=None) -> (Tensor, Tensor, Tensor, Tensor, "
+      "Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // out[b, c, t] = act(bias[c] + sum_k weight[c, k] * x[b, c, t + k - pad_left]), zero outside
   // [0, L); act = silu when silu. weight (channels, K); out has x's dtype and length, and x's

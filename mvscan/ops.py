@@ -20,7 +20,8 @@ def n_state_chunks(seqlen: int) -> int:
 if EXTENSION_ERROR is None:
 
     @torch.library.register_fake("mvscan::selective_scan_fwd")
-    def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 initial_state=None):
         batch, dim, seqlen = u.shape
         out = u.new_empty((batch, dim, seqlen))
         states = u.new_empty(
@@ -30,7 +31,8 @@ if EXTENSION_ERROR is None:
 
     @torch.library.register_fake("mvscan::selective_scan_bwd")
     def _selective_scan_bwd_fake(
-        dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus
+        dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+        initial_state=None,
     ):
         acc = acc_dtype(u.dtype)
 
@@ -49,19 +51,21 @@ if EXTENSION_ERROR is None:
             grad_optional(D, acc),
             grad_optional(z, u.dtype),
             grad_optional(delta_bias, acc),
+            grad_optional(initial_state, acc),
         )
 
     def _setup_context(ctx, inputs, output):
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus = inputs
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[1])
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state = inputs
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, output[1])
         ctx.delta_softplus = delta_softplus
 
     def _backward(ctx, dout, dstates):
-        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, initial_state, states = ctx.saved_tensors
         if dout is None:
             dout = torch.zeros_like(u)
-        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = torch.ops.mvscan.selective_scan_bwd(
-            dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.delta_softplus
+        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0 = torch.ops.mvscan.selective_scan_bwd(
+            dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.delta_softplus,
+            initial_state,
         )
         return (
             du,
@@ -73,6 +77,7 @@ if EXTENSION_ERROR is None:
             dz if z is not None else None,
             ddelta_bias if delta_bias is not None else None,
             None,
+            dh0 if initial_state is not None else None,
         )
 
     torch.library.register_autograd(
@@ -91,6 +96,7 @@ def selective_scan(
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    initial_state: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The selective scan of Mamba: the same arguments and results as mamba_ssm's
     ``selective_scan_fn``, on CPU (hand-written C++) and wherever a compiled kernel exists.
@@ -107,6 +113,9 @@ def selective_scan(
         delta_softplus: apply softplus to delta + delta_bias.
         return_last_state: also return the final state h_L, (batch, dim, N) float32
             (float64 for float64 u); gradients flow through it too.
+        initial_state: h_0, the state before the first step, (batch, dim, N) float32 (float64
+            for float64 u), or None for zeros; differentiable. Scanning a sequence in pieces,
+            each from the previous piece's last state, equals scanning it whole.
 
     Returns:
         out (batch, dim, L) in u's dtype, or (out, last_state).
@@ -118,14 +127,15 @@ def selective_scan(
     if not isinstance(u, Tensor):
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")
     check_same_device("mvscan.selective_scan", "u", dict(u=u, delta=delta, A=A, B=B, C=C, D=D,
-                                                           z=z, delta_bias=delta_bias))
+                                                           z=z, delta_bias=delta_bias,
+                                                           initial_state=initial_state))
     if u.device.type not in KERNEL_DEVICES:
         warn_fallback("mvscan.selective_scan", u.device.type)
         return selective_scan_ref(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state
         )
     out, states = torch.ops.mvscan.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state
     )
     if return_last_state:
         return out, states[:, :, -1]

@@ -40,11 +40,12 @@ def selective_scan_ref(
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    initial_state: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The selective scan of ``mvscan.selective_scan``, in plain PyTorch ops (same arguments).
 
     u, delta, z: (batch, dim, L); A: (dim, N); B, C: (dim, N), (batch, N, L) or
-    (batch, G, N, L); D, delta_bias: (dim,). Computes in float32 (float64 for float64 inputs)
+    (batch, G, N, L); D, delta_bias: (dim,); initial_state: (batch, dim, N). Computes in float32 (float64 for float64 inputs)
     and returns out in u's dtype, plus the last state (batch, dim, N) if asked.
     """
     in_dtype = u.dtype
@@ -60,7 +61,8 @@ def selective_scan_ref(
     B = _per_channel(B.to(acc), dim)
     C = _per_channel(C.to(acc), dim)
 
-    h = u.new_zeros((batch, dim, A.shape[1]))
+    h = (initial_state.to(acc) if initial_state is not None
+         else u.new_zeros((batch, dim, A.shape[1])))
     ys = []
     for t0 in range(0, L, _STEP_BLOCK):
         t1 = min(L, t0 + _STEP_BLOCK)

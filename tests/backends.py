@@ -128,25 +128,28 @@ class _EmulatedScan(torch.autograd.Function):
     """The emulated kernels behind autograd, as mvscan.ops registers the real ones."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, initial_state):
         fwd, _ = scan_ops("emulated-cuda")
-        out, states = fwd(u, delta, A, B, C, D, z, delta_bias, softplus)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        out, states = fwd(u, delta, A, B, C, D, z, delta_bias, softplus, initial_state)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, states)
         ctx.softplus = softplus
         return out, states
 
     @staticmethod
     def backward(ctx, dout, dstates):
-        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, initial_state, states = ctx.saved_tensors
         _, bwd = scan_ops("emulated-cuda")
-        grads = bwd(dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.softplus)
-        present = (u, delta, A, B, C, D, z, delta_bias)
-        return (*(g if t is not None else None for g, t in zip(grads, present)), None)
+        grads = bwd(dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.softplus,
+                    initial_state)
+        g = [g if t is not None else None
+             for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias, initial_state))]
+        return (*g[:8], None, g[8])
 
 
 def _emulated_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                             delta_softplus=False, return_last_state=False):
-    out, states = _EmulatedScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+                             delta_softplus=False, return_last_state=False, initial_state=None):
+    out, states = _EmulatedScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                      initial_state)
     return (out, states[:, :, -1]) if return_last_state else out
 
 

@@ -50,6 +50,7 @@ class Case:
     dtype: torch.dtype = torch.float32
     B_groups: int = 2
     C_groups: int = 4
+    initial_state: bool = False  # start from a random h_0 instead of zeros
 
 
 def make_inputs(case: Case, seed: int = 0) -> dict[str, torch.Tensor | None]:
@@ -77,7 +78,7 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, torch.Tensor | None]:
     bias = rand(d, scale=0.3, dtype=wt) if case.softplus else (
         torch.rand(d, generator=g, dtype=torch.float64) * 0.05).to(wt)
     A = (-(torch.rand(d, N, generator=g, dtype=torch.float64) * 2.0 + 0.1)).to(wt)
-    return dict(
+    inputs = dict(
         u=rand(b, d, L),
         delta=delta,
         A=A,
@@ -87,6 +88,9 @@ def make_inputs(case: Case, seed: int = 0) -> dict[str, torch.Tensor | None]:
         z=rand(b, d, L) if case.z else None,
         delta_bias=bias if case.delta_bias else None,
     )
+    if case.initial_state:  # drawn last, so the other inputs match the case without h_0
+        inputs["initial_state"] = rand(b, d, N, dtype=wt)
+    return inputs
 
 
 def cotangents(inputs, seed: int = 1):
@@ -100,9 +104,12 @@ def cotangents(inputs, seed: int = 1):
 
 def run_with_grads(fn, inputs, softplus: bool, dout, dlast):
     """Runs fn (mvscan.selective_scan or the reference) with return_last_state and returns
-    (out, last_state, {name: grad}) for the loss <dout, out> + <dlast, h_L>."""
+    (out, last_state, {name: grad}) for the loss <dout, out> + <dlast, h_L>. inputs may hold an
+    "initial_state"."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items() if v is not None}
     kwargs = {k: leaves.get(k) for k in ARGS}
+    if "initial_state" in leaves:
+        kwargs["initial_state"] = leaves["initial_state"]
     out, last = fn(**kwargs, delta_softplus=softplus, return_last_state=True)
     grads = torch.autograd.grad([out, last], list(leaves.values()), [dout, dlast])
     return out.detach(), last.detach(), dict(zip(leaves.keys(), grads))

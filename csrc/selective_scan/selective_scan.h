@@ -50,6 +50,9 @@ struct SelectiveScanParams {
   int64_t A_dim_stride = 0, A_state_stride = 0;
   BCStrides B_strides, C_strides;
   int64_t D_stride = 0, delta_bias_stride = 0;
+  // h_0 (batch, dim, dstate) in the accumulation type, or nullptr for zeros.
+  const void* h0 = nullptr;
+  int64_t h0_batch_stride = 0, h0_dim_stride = 0, h0_state_stride = 0;
 
   // Forward outputs, contiguous: out (batch, dim, L) in the input type; states
   // (batch, dim, n_chunks, dstate) in the accumulation type.
@@ -68,6 +71,8 @@ struct SelectiveScanBwdParams {
   void* du = nullptr;
   void* ddelta = nullptr;
   void* dz = nullptr;
+  // dL/dh_0 (batch, dim, dstate), contiguous, in the accumulation type; nullptr without h_0.
+  void* dh0 = nullptr;
   // Per-(batch, channel) partials in the accumulation type, summed over batch by the caller so
   // that the reduction order never depends on thread scheduling:
   //   dA_part (batch, dim, dstate), dD_part (batch, dim), ddelta_bias_part (batch, dim),

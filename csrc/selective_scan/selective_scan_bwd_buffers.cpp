@@ -22,6 +22,8 @@ SelectiveScanBwdBuffers attach_selective_scan_bwd_buffers(SelectiveScanBwdParams
   buf.dbias_part = new_output({p.batch, p.dim}, acc);
   buf.dB_part = std::move(dB_part);
   buf.dC_part = std::move(dC_part);
+  // Each (batch, channel, state) slot has one writer: no partials to sum.
+  buf.dh0 = p.h0 != nullptr ? new_output({p.batch, p.dim, p.dstate}, acc) : at::empty({0}, acc);
 
   bp.fwd.states = const_cast<void*>(states.data_ptr());
   bp.dout = dout.data_ptr();
@@ -35,6 +37,7 @@ SelectiveScanBwdBuffers attach_selective_scan_bwd_buffers(SelectiveScanBwdParams
   bp.ddelta_bias_part = buf.dbias_part.data_ptr();
   bp.dB_part = buf.dB_part.data_ptr();
   bp.dC_part = buf.dC_part.data_ptr();
+  bp.dh0 = p.h0 != nullptr ? buf.dh0.data_ptr() : nullptr;
   return buf;
 }
 
@@ -48,7 +51,7 @@ SelectiveScanGrads finish_selective_scan_bwd(const SelectiveScanBwdBuffers& buf,
   at::Tensor dC = p.C_is_variable ? std::move(dC_variable) : buf.dC_part.sum(0);
   at::Tensor dD = has_D ? buf.dD_part.sum(0) : at::empty({0}, acc);
   at::Tensor ddelta_bias = has_delta_bias ? buf.dbias_part.sum(0) : at::empty({0}, acc);
-  return {buf.du, buf.ddelta, dA, dB, dC, dD, buf.dz, ddelta_bias};
+  return {buf.du, buf.ddelta, dA, dB, dC, dD, buf.dz, ddelta_bias, buf.dh0};
 }
 
 }  // namespace mvscan

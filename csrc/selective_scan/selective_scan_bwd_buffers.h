@@ -14,11 +14,13 @@ struct SelectiveScanBwdBuffers {
   at::Tensor du, ddelta, dz;                // (batch, dim, L) in u's dtype; dz empty without z
   at::Tensor dA_part, dD_part, dbias_part;  // (batch, dim, N), (batch, dim), (batch, dim)
   at::Tensor dB_part, dC_part;              // laid out by the device's kernels
+  at::Tensor dh0;                           // (batch, dim, N); empty without an initial state
 };
 
-// (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias), the order of mvscan::selective_scan_bwd.
+// (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state), the order of
+// mvscan::selective_scan_bwd.
 using SelectiveScanGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                                      at::Tensor, at::Tensor, at::Tensor>;
+                                      at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // Allocates du, ddelta, dz and the per-(batch, channel) partials (NaN-poisoned when poisoning is
 // on), takes dB_part / dC_part as the caller laid them out, and points bp at every buffer and at

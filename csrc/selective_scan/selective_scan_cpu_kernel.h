@@ -106,6 +106,17 @@ struct BlockRef {
   int lanes;
 };
 
+// h_0 of the block's channels as [n][lane]: the initial state, or zeros without one.
+template <typename acc_t>
+inline void load_initial_state(const SelectiveScanParams& p, const BlockRef& r, acc_t* h) {
+  if (p.h0 == nullptr) {
+    zero(h, p.dstate * kLanes);
+    return;
+  }
+  load_state_matrix(static_cast<const acc_t*>(p.h0) + r.b * p.h0_batch_stride, p.h0_dim_stride,
+                    p.h0_state_stride, r.d0, r.lanes, p.dstate, h);
+}
+
 inline BlockRef block_ref(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b,
                           int64_t k) {
   BlockRef r;
@@ -195,7 +206,7 @@ void fwd_block(const SelectiveScanParams& p, const BlockGeometry& geo, int64_t b
   acc_t *const u_c = in.u, *const dt_c = in.dt, *const z_c = in.z;
   acc_t *const B_c = in.B, *const C_c = in.C;
   acc_t* y_c = u_c;  // y_t overwrites u_t once step t is done
-  zero(h, NW);
+  load_initial_state(p, r, h);
   // Plain locals, not struct fields, so the vectoriser sees them as loop invariants.
   const acc_t* Av = kc.A;
   const acc_t* Dv = kc.D;
@@ -366,7 +377,12 @@ void bwd_part(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_
       in.template load<input_t>(p, r, kc.bias, b, t0, T);
       load_panel<input_t>(bp.dout, bp.dout_strides, b, r.d0, r.lanes, t0, T, g_c);
 
-      zero(h_start, NW);
+      // Dead lanes must hold zeros too: the variable B/C lane sums add every lane.
+      if (c == 0) {
+        load_initial_state(p, r, h_start);
+      } else {
+        zero(h_start, NW);
+      }
       for (int l = 0; l < r.lanes; ++l) {
         const int64_t row = (b * p.dim + r.d0 + l) * p.n_chunks;
         if (c > 0) {
@@ -477,6 +493,13 @@ void bwd_part(const SelectiveScanBwdParams& bp, const BlockGeometry& geo, int64_
       store_panel<input_t>(bp.du, dense, b, r.d0, r.lanes, t0, T, du_c);
       store_panel<input_t>(bp.ddelta, dense, b, r.d0, r.lanes, t0, T, dd_c);
       if (has_z) store_panel<input_t>(bp.dz, dense, b, r.d0, r.lanes, t0, T, dz_c);
+      if (c == 0 && bp.dh0 != nullptr) {
+        // carry is now exp(dt_0 A) lambda_0 = dL/dh_0.
+        for (int l = 0; l < r.lanes; ++l) {
+          acc_t* dst = static_cast<acc_t*>(bp.dh0) + (b * p.dim + r.d0 + l) * N;
+          for (int64_t n = 0; n < N; ++n) dst[n] = carry[n * kLanes + l];
+        }
+      }
     }
     flush(dBv, &dBv_group, bp.dB_part, p.B_groups);
     flush(dCv, &dCv_group, bp.dC_part, p.C_groups);

@@ -24,10 +24,12 @@ void check_cpu(const at::Tensor& u) {
 std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
     const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-    const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
+    const std::optional<at::Tensor>& delta_bias, bool delta_softplus,
+    const std::optional<at::Tensor>& initial_state) {
   check_cpu(u);
   SelectiveScanParams p =
-      make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 initial_state);
   at::Tensor out = new_output({p.batch, p.dim, p.seqlen}, u.options());
   at::Tensor states = new_output({p.batch, p.dim, p.n_chunks, p.dstate},
                                  u.options().dtype(acc_dtype(u.scalar_type())));
@@ -54,10 +56,12 @@ SelectiveScanGrads selective_scan_bwd(const at::Tensor& dout,
                                       const at::Tensor& C, const std::optional<at::Tensor>& D,
                                       const std::optional<at::Tensor>& z,
                                       const std::optional<at::Tensor>& delta_bias,
-                                      const at::Tensor& states, bool delta_softplus) {
+                                      const at::Tensor& states, bool delta_softplus,
+                                      const std::optional<at::Tensor>& initial_state) {
   check_cpu(u);
   SelectiveScanBwdParams bp;
-  bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 initial_state);
   SelectiveScanParams& p = bp.fwd;
   const at::Tensor dstates_c = check_selective_scan_bwd_args(p, u, dout, dstates, states);
   const auto acc = u.options().dtype(acc_dtype(u.scalar_type()));

@@ -38,10 +38,11 @@ template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> selective_scan_fwd_driver(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
     const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-    const std::optional<at::Tensor>& delta_bias, bool delta_softplus, size_t smem_limit,
-    Launch&& launch) {
+    const std::optional<at::Tensor>& delta_bias, bool delta_softplus,
+    const std::optional<at::Tensor>& initial_state, size_t smem_limit, Launch&& launch) {
   SelectiveScanParams p =
-      make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 initial_state);
   const ScanGeometry geo = scan_geometry(p, /*backward=*/false, acc_size_of(u));
   check_launchable(p, geo, u, smem_limit);
   at::Tensor out = new_output({p.batch, p.dim, p.seqlen}, u.options());
@@ -67,9 +68,10 @@ SelectiveScanGrads selective_scan_bwd_driver(
     const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
     const std::optional<at::Tensor>& delta_bias, const at::Tensor& states, bool delta_softplus,
-    size_t smem_limit, Launch&& launch) {
+    const std::optional<at::Tensor>& initial_state, size_t smem_limit, Launch&& launch) {
   SelectiveScanBwdParams bp;
-  bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  bp.fwd = make_selective_scan_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                 initial_state);
   SelectiveScanParams& p = bp.fwd;
   const at::Tensor dstates_c = check_selective_scan_bwd_args(p, u, dout, dstates, states);
   const ScanGeometry geo = scan_geometry(p, /*backward=*/true, acc_size_of(u));

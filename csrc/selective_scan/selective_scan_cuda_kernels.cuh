@@ -266,6 +266,15 @@ __device__ ScanThread<input_t> scan_thread(const SelectiveScanParams& p, const S
   return st;
 }
 
+// The thread's entry of h_0: the initial state, or 0 without one.
+template <typename acc_t>
+__device__ __forceinline__ acc_t initial_state(const SelectiveScanParams& p, const BlockRows& br,
+                                               const ThreadSlot& ts) {
+  if (p.h0 == nullptr || !ts.active) return acc_t(0);
+  return static_cast<const acc_t*>(p.h0)[br.b * p.h0_batch_stride + ts.d * p.h0_dim_stride +
+                                          ts.n * p.h0_state_stride];
+}
+
 // Sum of a row's per-slice partials at step t.
 template <typename acc_t>
 __device__ __forceinline__ acc_t row_total(const acc_t* slice_buf, int r, int slices_per_row, int t) {
@@ -301,7 +310,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const acc_t* D = static_cast<const acc_t*>(p.D);
   const input_t* z = static_cast<const input_t*>(p.z);
 
-  acc_t h = 0;
+  acc_t h = initial_state<acc_t>(p, br, ts);
   for (int64_t t0 = 0; t0 < L; t0 += kTile) {
     const int T = static_cast<int>(L - t0 < kTile ? L - t0 : kTile);
     __syncthreads();  // the previous tile's readers are done with shared memory
@@ -441,7 +450,8 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int64_t c0 = c * kStateChunkLen;
     const int64_t c_len = L - c0 < kStateChunkLen ? L - c0 : kStateChunkLen;
     const int n_tiles = static_cast<int>((c_len + kTile - 1) / kTile);
-    acc_t h_chunk = 0;  // the state entering the chunk: the previous chunk's saved state
+    // The state entering the chunk: the previous chunk's saved state, or h_0.
+    acc_t h_chunk = c == 0 ? initial_state<acc_t>(p, br, ts) : acc_t(0);
     if (ts.active) {
       if (c > 0) h_chunk = states[state_row + (c - 1) * N];
       // states[c] is h at the chunk's last step: its gradient joins lambda there.
@@ -564,6 +574,8 @@ __global__ void __launch_bounds__(kMaxThreads)
     static_cast<acc_t*>(bp.dA_part)[row_out * N + ts.n] = dA_acc;
     if (!p.B_is_variable) static_cast<acc_t*>(bp.dB_part)[row_out * N + ts.n] = dB_acc;
     if (!p.C_is_variable) static_cast<acc_t*>(bp.dC_part)[row_out * N + ts.n] = dC_acc;
+    // lam_carry is now exp(dt_0 A) lambda_0 = dL/dh_0.
+    if (bp.dh0 != nullptr) static_cast<acc_t*>(bp.dh0)[row_out * N + ts.n] = lam_carry;
   }
   // Per-row sums: dD from lane 0; delta_bias over the row's slices, in slice order.
   __syncthreads();

@@ -39,12 +39,13 @@ void check_cuda(const at::Tensor& u) {
 std::tuple<at::Tensor, at::Tensor> selective_scan_fwd(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
     const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-    const std::optional<at::Tensor>& delta_bias, bool delta_softplus) {
+    const std::optional<at::Tensor>& delta_bias, bool delta_softplus,
+    const std::optional<at::Tensor>& initial_state) {
   check_cuda(u);
   const c10::cuda::CUDAGuard guard(u.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return selective_scan_fwd_driver(
-      u, delta, A, B, C, D, z, delta_bias, delta_softplus, max_smem_per_block(u.get_device()),
+      u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, max_smem_per_block(u.get_device()),
       [&](auto tag, const SelectiveScanParams& p, const ScanGeometry& geo) {
         launch_selective_scan_fwd<decltype(tag)>(p, geo, stream);
       });
@@ -57,12 +58,13 @@ SelectiveScanGrads selective_scan_bwd(const at::Tensor& dout,
                                       const at::Tensor& C, const std::optional<at::Tensor>& D,
                                       const std::optional<at::Tensor>& z,
                                       const std::optional<at::Tensor>& delta_bias,
-                                      const at::Tensor& states, bool delta_softplus) {
+                                      const at::Tensor& states, bool delta_softplus,
+                                      const std::optional<at::Tensor>& initial_state) {
   check_cuda(u);
   const c10::cuda::CUDAGuard guard(u.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return selective_scan_bwd_driver(
-      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus, initial_state,
       max_smem_per_block(u.get_device()),
       [&](auto tag, const SelectiveScanBwdParams& bp, const ScanGeometry& geo) {
         launch_selective_scan_bwd<decltype(tag)>(bp, geo, stream);

@@ -87,7 +87,8 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
                                                const std::optional<at::Tensor>& D,
                                                const std::optional<at::Tensor>& z,
                                                const std::optional<at::Tensor>& delta_bias,
-                                               bool delta_softplus) {
+                                               bool delta_softplus,
+                                               const std::optional<at::Tensor>& initial_state) {
   TORCH_CHECK_VALUE(u.dim() == 3, kOp, "u must be a 3-d tensor (batch, dim, L), got shape ",
                     u.sizes());
   check_real(u, "u");
@@ -127,6 +128,16 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
     check_device(*z, "z", u);
     check_shape(*z, "z", u.sizes(), "(batch, dim, L) like u");
     check_dtype(*z, "z", itype, "z must have u's dtype");
+  }
+  if (initial_state.has_value()) {
+    const at::Tensor& h0 = *initial_state;
+    check_device(h0, "initial_state", u);
+    check_shape(h0, "initial_state", {batch, dim, N}, "(batch, dim, N)");
+    check_dtype(h0, "initial_state", wtype, "the accumulation dtype of u's dtype");
+    p.h0 = h0.data_ptr();
+    p.h0_batch_stride = h0.stride(0);
+    p.h0_dim_stride = h0.stride(1);
+    p.h0_state_stride = h0.stride(2);
   }
 
   p.u = u.data_ptr();

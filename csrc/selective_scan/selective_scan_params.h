@@ -18,7 +18,8 @@ SelectiveScanParams make_selective_scan_params(const at::Tensor& u, const at::Te
                                                const std::optional<at::Tensor>& D,
                                                const std::optional<at::Tensor>& z,
                                                const std::optional<at::Tensor>& delta_bias,
-                                               bool delta_softplus);
+                                               bool delta_softplus,
+                                               const std::optional<at::Tensor>& initial_state);
 
 // Checks the backward-only arguments against the forward's parameters. Returns dstates made
 // contiguous (or an undefined tensor when absent) since the kernels index it densely.

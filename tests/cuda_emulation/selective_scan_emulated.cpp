@@ -51,23 +51,23 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& u, const at::Tensor& de
                                        const at::Tensor& C, const std::optional<at::Tensor>& D,
                                        const std::optional<at::Tensor>& z,
                                        const std::optional<at::Tensor>& delta_bias,
-                                       bool delta_softplus) {
+                                       bool delta_softplus,
+                                       const std::optional<at::Tensor>& initial_state) {
   return selective_scan_fwd_driver(
-      u, delta, A, B, C, D, z, delta_bias, delta_softplus, kEmulatedSmemBytes,
+      u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, kEmulatedSmemBytes,
       [&](auto tag, const SelectiveScanParams& p, const ScanGeometry& geo) {
         using input_t = decltype(tag);
         run_grid(geo, [&] { selective_scan_fwd_kernel<input_t>(p, geo); });
       });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dstates, const at::Tensor& u,
+SelectiveScanGrads bwd(const at::Tensor& dout, const std::optional<at::Tensor>& dstates, const at::Tensor& u,
     const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-    const std::optional<at::Tensor>& delta_bias, const at::Tensor& states, bool delta_softplus) {
+    const std::optional<at::Tensor>& delta_bias, const at::Tensor& states, bool delta_softplus,
+    const std::optional<at::Tensor>& initial_state) {
   return selective_scan_bwd_driver(
-      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+      dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus, initial_state,
       kEmulatedSmemBytes,
       [&](auto tag, const SelectiveScanBwdParams& bp, const ScanGeometry& geo) {
         using input_t = decltype(tag);
@@ -80,7 +80,8 @@ std::map<std::string, int64_t> geometry(const at::Tensor& u, const at::Tensor& d
                                         const at::Tensor& A, const at::Tensor& B,
                                         const at::Tensor& C, bool backward) {
   const SelectiveScanParams p = make_selective_scan_params(u, delta, A, B, C, std::nullopt,
-                                                           std::nullopt, std::nullopt, false);
+                                                           std::nullopt, std::nullopt, false,
+                                                           std::nullopt);
   const ScanGeometry g = scan_geometry(p, backward, acc_size_of(u));
   return {{"lanes_per_row", g.lanes_per_row}, {"threads", g.threads},
           {"rows_per_block", g.rows_per_block}, {"cell", g.cell},
@@ -96,7 +97,13 @@ std::map<std::string, int64_t> geometry(const at::Tensor& u, const at::Tensor& d
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
-  m.def("selective_scan_fwd", &mvscan::cuda::fwd);
-  m.def("selective_scan_bwd", &mvscan::cuda::bwd);
+  // initial_state defaults to None, as in the operator schemas.
+  m.def("selective_scan_fwd", &mvscan::cuda::fwd, py::arg("u"), py::arg("delta"), py::arg("A"),
+        py::arg("B"), py::arg("C"), py::arg("D"), py::arg("z"), py::arg("delta_bias"),
+        py::arg("delta_softplus"), py::arg("initial_state") = py::none());
+  m.def("selective_scan_bwd", &mvscan::cuda::bwd, py::arg("dout"), py::arg("dstates"),
+        py::arg("u"), py::arg("delta"), py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"),
+        py::arg("z"), py::arg("delta_bias"), py::arg("states"), py::arg("delta_softplus"),
+        py::arg("initial_state") = py::none());
   m.def("geometry", &mvscan::cuda::geometry);
 }
