@@ -80,14 +80,18 @@ TORCH_LIBRARY(mvscan, m) {
 
   // out[b, c, t] = act(bias[c] + sum_k weight[c, k] * x[b, c, t + k - pad_left]), zero outside
   // [0, L); act = silu when silu. weight (channels, K); out has x's dtype and length, and x's
-  // layout when x is dense channels-last (else contiguous).
+  // layout when x is dense channels-last (else contiguous). seq_idx (batch, L) int32: taps never
+  // cross a change of id and outputs with a negative id are 0. initial_states (batch, channels,
+  // K - 1) in x's dtype: x before step 0 (in step 0's sequence), instead of zeros.
   m.def(
-      "depthwise_conv1d_fwd(Tensor x, Tensor weight, Tensor? bias, int pad_left, bool silu) "
-      "-> Tensor");
-  // Returns (dx, dweight, dbias); dbias is an empty (0,) tensor without bias.
+      "depthwise_conv1d_fwd(Tensor x, Tensor weight, Tensor? bias, int pad_left, bool silu, "
+      "Tensor? seq_idx=None, Tensor? initial_states=None) -> Tensor");
+  // Returns (dx, dweight, dbias, dinitial_states); a gradient of an absent input is an empty
+  // (0,) tensor.
   m.def(
       "depthwise_conv1d_bwd(Tensor dout, Tensor x, Tensor weight, Tensor? bias, int pad_left, "
-      "bool silu) -> (Tensor, Tensor, Tensor)");
+      "bool silu, Tensor? seq_idx=None, Tensor? initial_states=None) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
 
   // Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
   // best this CPU supports) and returns the one now active. The tests run every build this way.

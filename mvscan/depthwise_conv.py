@@ -28,25 +28,30 @@ def _empty_like_conv_input(x: Tensor) -> Tensor:
 if EXTENSION_ERROR is None:
 
     @torch.library.register_fake("mvscan::depthwise_conv1d_fwd")
-    def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu):
+    def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu, seq_idx=None,
+                                   initial_states=None):
         return _empty_like_conv_input(x)
 
     @torch.library.register_fake("mvscan::depthwise_conv1d_bwd")
-    def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu):
+    def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu, seq_idx=None,
+                                   initial_states=None):
         dbias = (bias.new_empty(bias.shape) if bias is not None
                  else x.new_empty((0,), dtype=acc_dtype(x.dtype)))
-        return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias
+        dinit = (x.new_empty(initial_states.shape) if initial_states is not None
+                 else x.new_empty((0,)))
+        return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias, dinit
 
     def _setup_context(ctx, inputs, output):
-        x, weight, bias, pad_left, silu = inputs
-        ctx.save_for_backward(x, weight, bias)
+        x, weight, bias, pad_left, silu, seq_idx, initial_states = inputs
+        ctx.save_for_backward(x, weight, bias, seq_idx, initial_states)
         ctx.pad_left, ctx.silu = pad_left, silu
 
     def _backward(ctx, dout):
-        x, weight, bias = ctx.saved_tensors
-        dx, dweight, dbias = torch.ops.mvscan.depthwise_conv1d_bwd(
-            dout, x, weight, bias, ctx.pad_left, ctx.silu)
-        return dx, dweight, (dbias if bias is not None else None), None, None
+        x, weight, bias, seq_idx, initial_states = ctx.saved_tensors
+        dx, dweight, dbias, dinit = torch.ops.mvscan.depthwise_conv1d_bwd(
+            dout, x, weight, bias, ctx.pad_left, ctx.silu, seq_idx, initial_states)
+        return (dx, dweight, (dbias if bias is not None else None), None, None, None,
+                (dinit if initial_states is not None else None))
 
     torch.library.register_autograd(
         "mvscan::depthwise_conv1d_fwd", _backward, setup_context=_setup_context)

@@ -104,3 +104,56 @@ def depthwise_conv1d_ref(
     y = F.conv1d(F.pad(x, (left, w.shape[-1] - 1 - left)), w,
                  bias.to(x.dtype) if bias is not None else None, groups=channels)
     return F.silu(y) if activation == "silu" else y
+
+
+def conv_final_states(x: Tensor, initial_states: Tensor | None, width: int) -> Tensor:
+    """The last K - 1 steps of the sequence x continues (initial_states, or zeros, then x):
+    (batch, dim, K - 1) in x's dtype, the conv state a decode step starts from."""
+    keep = width - 1
+    L = x.shape[-1]
+    if L >= keep:
+        return x[..., L - keep:].clone()
+    before = (initial_states if initial_states is not None
+              else x.new_zeros((x.shape[0], x.shape[1], keep)))
+    return torch.cat([before[..., L:], x], dim=-1)
+
+
+def causal_conv1d_ref(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    seq_idx: Tensor | None = None,
+    initial_states: Tensor | None = None,
+    return_final_states: bool = False,
+    final_states_out: Tensor | None = None,
+    activation: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """``mvscan.causal_conv1d_fn`` in plain PyTorch ops (same arguments), float32 accumulation
+    (float64 for float64 x). x: (batch, dim, L); weight: (dim, K); seq_idx: (batch, L) int32;
+    initial_states: (batch, dim, K - 1)."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    batch, dim, L = x.shape
+    K = weight.shape[-1]
+    before = (initial_states.to(acc) if initial_states is not None
+              else x.new_zeros((batch, dim, K - 1), dtype=acc))
+    windows = torch.cat([before, x.to(acc)], dim=-1).unfold(-1, K, 1)  # (batch, dim, L, K)
+    if seq_idx is not None:
+        first = (seq_idx[:, :1] if initial_states is not None
+                 else torch.full_like(seq_idx[:, :1], -1))
+        ids = torch.cat([first.expand(batch, K - 1), seq_idx], dim=-1).unfold(-1, K, 1)
+        windows = windows * (ids == seq_idx[..., None])[:, None].to(acc)
+    y = (windows * weight.reshape(dim, K).to(acc)[None, :, None, :]).sum(-1)
+    if bias is not None:
+        y = y + bias.to(acc)[:, None]
+    if seq_idx is not None:
+        y = y.masked_fill((seq_idx < 0)[:, None], 0.0)
+    if activation in ("silu", "swish"):
+        y = F.silu(y)
+    out = y.to(x.dtype)
+    if not return_final_states:
+        return out
+    final = conv_final_states(x, initial_states, K)
+    if final_states_out is not None:
+        final_states_out.copy_(final)
+        final = final_states_out
+    return out, final

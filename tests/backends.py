@@ -25,6 +25,7 @@ import pytest
 import torch
 
 import mvscan
+from mvscan.causal_conv1d import with_final_states
 from mvscan.reference import conv_pad_left
 from emulation import build_emulation
 from helpers import ARGS, GRAD_NAMES, cotangents, cpu_isa, run_with_grads, supported_isas
@@ -197,24 +198,41 @@ def conv_ops(backend: str):
 
 class _EmulatedConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, pad_left, silu):
+    def forward(ctx, x, weight, bias, pad_left, silu, seq_idx=None, initial_states=None):
         fwd, _ = conv_ops("emulated-cuda")
-        ctx.save_for_backward(x, weight, bias)
+        ctx.save_for_backward(x, weight, bias, seq_idx, initial_states)
         ctx.pad_left, ctx.silu = pad_left, silu
-        return fwd(x, weight, bias, pad_left, silu)
+        return fwd(x, weight, bias, pad_left, silu, seq_idx, initial_states)
 
     @staticmethod
     def backward(ctx, dout):
-        x, weight, bias = ctx.saved_tensors
+        x, weight, bias, seq_idx, initial_states = ctx.saved_tensors
         _, bwd = conv_ops("emulated-cuda")
-        dx, dweight, dbias = bwd(dout, x, weight, bias, ctx.pad_left, ctx.silu)
-        return dx, dweight, (dbias if bias is not None else None), None, None
+        dx, dweight, dbias, dinit = bwd(dout, x, weight, bias, ctx.pad_left, ctx.silu, seq_idx,
+                                        initial_states)
+        return (dx, dweight, (dbias if bias is not None else None), None, None, None,
+                (dinit if initial_states is not None else None))
 
 
 def _emulated_depthwise_conv1d(x, weight, bias=None, padding="same", activation=None):
     w2 = weight.reshape(weight.shape[0], weight.shape[-1])
     return _EmulatedConv.apply(x, w2, bias, conv_pad_left(weight.shape[-1], padding),
                                activation == "silu")
+
+
+def _emulated_causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None,
+                               return_final_states=False, final_states_out=None, activation=None):
+    K = weight.shape[-1]
+    out = _EmulatedConv.apply(x, weight, bias, K - 1, activation is not None, seq_idx,
+                              initial_states)
+    return with_final_states(out, x, initial_states, K, return_final_states, final_states_out)
+
+
+def causal_conv1d_fn(backend: str) -> Callable:
+    """The backend's causal conv with mvscan.causal_conv1d_fn's signature and autograd."""
+    if backend == "emulated-cuda":
+        return _emulated_causal_conv1d_fn
+    return mvscan.causal_conv1d_fn
 
 
 def depthwise_conv1d(backend: str) -> Callable:

@@ -161,3 +161,70 @@ def conv_backward(dout, x, weight, bias=None, pad_left=0, silu=False):
     dx = dxp[:, :, pad_left:pad_left + L]
     db = g.sum(axis=(0, 2)) if bias is not None else None
     return dx, dw, db
+
+
+def _causal_taps(x, weight, seq_idx, initial_states):
+    """(xs, mask): x after its K - 1 initial states (zeros without them), (batch, dim, L + K - 1),
+    and mask[b, t, k]: whether output t reads xs[b, :, t + k] (always, without seq_idx)."""
+    x = np.asarray(x, dtype=np.float64)
+    batch, dim, L = x.shape
+    K = np.asarray(weight).shape[1]
+    before = (np.asarray(initial_states, dtype=np.float64) if initial_states is not None
+              else np.zeros((batch, dim, K - 1)))
+    xs = np.concatenate([before, x], axis=-1)
+    mask = np.ones((batch, L, K), dtype=bool)
+    if seq_idx is not None:
+        seq = np.asarray(seq_idx, dtype=np.int64)
+        first = seq[:, :1] if initial_states is not None else np.full((batch, 1), -1)
+        ids = np.concatenate([np.repeat(first, K - 1, axis=1), seq], axis=1)
+        for k in range(K):
+            mask[:, :, k] = ids[:, k:k + L] == seq
+    return xs, mask
+
+
+def causal_conv_forward(x, weight, bias=None, seq_idx=None, initial_states=None, silu=False):
+    """causal_conv1d_fn in float64: (out, pre, final_states). out[b, d, t] = act(pre), pre =
+    bias[d] + sum_k [same sequence] w[d, k] xs[b, d, t + k] (xs: initial states, then x), 0 where
+    seq_idx < 0; final_states = the last K - 1 steps of xs."""
+    w = np.asarray(weight, dtype=np.float64)
+    xs, mask = _causal_taps(x, w, seq_idx, initial_states)
+    batch, dim, _ = xs.shape
+    K = w.shape[1]
+    L = xs.shape[-1] - (K - 1)
+    pre = np.zeros((batch, dim, L))
+    for k in range(K):
+        pre += mask[:, None, :, k] * w[None, :, k, None] * xs[:, :, k:k + L]
+    if bias is not None:
+        pre += np.asarray(bias, dtype=np.float64)[None, :, None]
+    if seq_idx is not None:
+        pre = np.where((np.asarray(seq_idx) < 0)[:, None, :], 0.0, pre)
+    out = pre * _sigmoid(pre) if silu else pre
+    return out, pre, xs[:, :, L:]
+
+
+def causal_conv_backward(dout, x, weight, bias=None, seq_idx=None, initial_states=None,
+                         silu=False, dfinal=None):
+    """Gradients of <dout, out> + <dfinal, final_states> (dfinal may be None): dict of dx,
+    dweight (dim, K), dbias and dinitial_states (None when absent)."""
+    w = np.asarray(weight, dtype=np.float64)
+    xs, mask = _causal_taps(x, w, seq_idx, initial_states)
+    _, pre, _ = causal_conv_forward(x, w, bias, seq_idx, initial_states, silu)
+    K = w.shape[1]
+    L = pre.shape[-1]
+    g = np.asarray(dout, dtype=np.float64)
+    if silu:
+        s = _sigmoid(pre)
+        g = g * s * (1.0 + pre * (1.0 - s))
+    if seq_idx is not None:
+        g = np.where((np.asarray(seq_idx) < 0)[:, None, :], 0.0, g)
+    dxs = np.zeros_like(xs)
+    dw = np.zeros_like(w)
+    for k in range(K):
+        gk = g * mask[:, None, :, k]
+        dxs[:, :, k:k + L] += w[None, :, k, None] * gk
+        dw[:, k] = (gk * xs[:, :, k:k + L]).sum(axis=(0, 2))
+    if dfinal is not None and K > 1:
+        dxs[:, :, L:] += np.asarray(dfinal, dtype=np.float64)
+    return dict(x=dxs[:, :, K - 1:], weight=dw,
+                bias=g.sum(axis=(0, 2)) if bias is not None else None,
+                initial_states=dxs[:, :, :K - 1] if initial_states is not None else None)

@@ -11,6 +11,8 @@ namespace cpu {
 
 // Steps per span: the K - 1 halo steps are loaded twice, so longer spans waste less.
 constexpr int64_t kConvSpanLen = 128;
+// Steps whose sequence ids a span needs: the backward's x panel, the longest.
+constexpr int64_t kConvSpanIds = kConvSpanLen + 2 * (kMaxConvWidth - 1);
 
 inline int64_t conv_fwd_workspace_elems(int64_t K, int lanes) {
   return (K + 1 + (kConvSpanLen + K - 1) + kConvSpanLen) * lanes;

@@ -21,9 +21,11 @@ void check_cpu(const at::Tensor& x) {
 
 at::Tensor depthwise_conv1d_fwd(const at::Tensor& x, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, int64_t pad_left,
-                                bool silu) {
+                                bool silu, const std::optional<at::Tensor>& seq_idx,
+                                const std::optional<at::Tensor>& initial_states) {
   check_cpu(x);
-  DepthwiseConv1dParams p = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  DepthwiseConv1dParams p =
+      make_depthwise_conv1d_params(x, weight, bias, pad_left, silu, seq_idx, initial_states);
   at::Tensor out = poisoned(empty_like_conv_input(x));
   p.out = out.data_ptr();
   p.out_strides = seq_strides_of(out);
@@ -34,13 +36,14 @@ at::Tensor depthwise_conv1d_fwd(const at::Tensor& x, const at::Tensor& weight,
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
-    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu) {
+    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu,
+    const std::optional<at::Tensor>& seq_idx, const std::optional<at::Tensor>& initial_states) {
   check_cpu(x);
-  at::Tensor dx;
-  DepthwiseConv1dBwdParams bp =
-      make_depthwise_conv1d_bwd_params(dout, x, weight, bias, pad_left, silu, &dx);
+  at::Tensor dx, dinit;
+  DepthwiseConv1dBwdParams bp = make_depthwise_conv1d_bwd_params(
+      dout, x, weight, bias, pad_left, silu, seq_idx, initial_states, &dx, &dinit);
   const DepthwiseConv1dParams& p = bp.fwd;
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
   at::Tensor dweight_part = new_output({p.batch, p.channels, p.width}, acc);
@@ -54,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
   at::Tensor dweight = dweight_part.sum(0).to(weight.scalar_type());
   at::Tensor dbias = bias.has_value() ? dbias_part.sum(0).to(bias->scalar_type())
                                       : at::empty({0}, acc);
-  return {dx, dweight, dbias};
+  return {dx, dweight, dbias, dinit};
 }
 
 }  // namespace

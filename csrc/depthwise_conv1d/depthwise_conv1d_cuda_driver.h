@@ -30,8 +30,11 @@ inline bool channels_fast(const at::Tensor& x) { return x.size(1) > 1 && x.strid
 template <typename Launch>
 at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& weight,
                                        const std::optional<at::Tensor>& bias, int64_t pad_left,
-                                       bool silu, Launch&& launch) {
-  DepthwiseConv1dParams p = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+                                       bool silu, const std::optional<at::Tensor>& seq_idx,
+                                       const std::optional<at::Tensor>& initial_states,
+                                       Launch&& launch) {
+  DepthwiseConv1dParams p =
+      make_depthwise_conv1d_params(x, weight, bias, pad_left, silu, seq_idx, initial_states);
   at::Tensor out = poisoned(empty_like_conv_input(x));
   p.out = out.data_ptr();
   p.out_strides = seq_strides_of(out);
@@ -43,18 +46,20 @@ at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& we
   return out;
 }
 
-// launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel;
+// launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel (total counts the
+// initial states' elements too);
 // launch_dweight(tag, bp, rows_per_part, partial, channels, parts, smem_bytes) runs
 // conv_bwd_dweight_kernel on a (channels, parts) grid of kConvThreads-thread blocks with smem_bytes
 // of dynamic shared memory.
 template <typename LaunchDx, typename LaunchDweight>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
-    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu, LaunchDx&& launch_dx,
-    LaunchDweight&& launch_dweight) {
-  at::Tensor dx;
-  const DepthwiseConv1dBwdParams bp =
-      make_depthwise_conv1d_bwd_params(dout, x, weight, bias, pad_left, silu, &dx);
+    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu,
+    const std::optional<at::Tensor>& seq_idx, const std::optional<at::Tensor>& initial_states,
+    LaunchDx&& launch_dx, LaunchDweight&& launch_dweight) {
+  at::Tensor dx, dinit;
+  const DepthwiseConv1dBwdParams bp = make_depthwise_conv1d_bwd_params(
+      dout, x, weight, bias, pad_left, silu, seq_idx, initial_states, &dx, &dinit);
   const DepthwiseConv1dParams& p = bp.fwd;
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
 
@@ -62,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
   const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);
   const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
   at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, acc);
-  const int64_t total = x.numel();
+  const int64_t total = x.numel() + (bp.dinit != nullptr ? dinit.numel() : 0);
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
@@ -74,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
   at::Tensor dweight = sums.narrow(1, 0, p.width).to(weight.scalar_type()).contiguous();
   at::Tensor dbias = bias.has_value() ? sums.select(1, p.width).to(bias->scalar_type())
                                       : at::empty({0}, acc);
-  return {dx, dweight, dbias};
+  return {dx, dweight, dbias, dinit};
 }
 
 }  // namespace cuda

@@ -9,6 +9,9 @@
 // The backward recomputes the pre-activation (never stored), computes dx the same way, and sums
 // dweight/dbias deterministically: fixed (channel, row-range) blocks write per-range partials
 // with a fixed-order shared-memory tree, and the partials are summed over ranges by torch.sum.
+// Sequence ids and initial states (causal_conv1d_fn) enter through seq_id / x_at, which every
+// kernel reads x and taps through; the dx launch covers the initial states' gradient as extra
+// elements past x's.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -59,34 +62,67 @@ __device__ __forceinline__ Element element_of(int64_t e, int64_t C, int64_t L,
   return el;
 }
 
-// bias + sum_k w[c, k] x[b, c, t + k - pad_left], x zero outside [0, L).
+// The sequence id of step s of batch b (with seq_idx): seq_idx inside [0, L); before step 0,
+// step 0's id with initial states (they continue its sequence) and -1 without; -1 from L on.
+__device__ __forceinline__ int32_t seq_id(const DepthwiseConv1dParams& p, int64_t b, int64_t s) {
+  const int32_t* row = p.seq_idx + b * p.seq_idx_batch_stride;
+  if (s < 0) return p.init != nullptr ? row[0] : -1;
+  return s < p.seqlen ? row[s * p.seq_idx_len_stride] : -1;
+}
+
+// x[b, c, s]; before step 0 the initial states (zeros without them), zero from L on.
+template <typename input_t>
+__device__ __forceinline__ conv_acc_t<input_t> x_at(const DepthwiseConv1dParams& p, int64_t b,
+                                                     int64_t c, int64_t s) {
+  using acc_t = conv_acc_t<input_t>;
+  if (s >= 0 && s < p.seqlen) {
+    return static_cast<acc_t>(static_cast<const input_t*>(
+        p.x)[b * p.x_strides.batch + c * p.x_strides.dim + s * p.x_strides.len]);
+  }
+  if (s < 0 && p.init != nullptr && s >= 1 - p.width) {
+    const SeqStrides& is = p.init_strides;
+    return static_cast<acc_t>(static_cast<const input_t*>(
+        p.init)[b * is.batch + c * is.dim + (s + p.width - 1) * is.len]);
+  }
+  return acc_t(0);
+}
+
+// Whether the tap from step s into the output at step t counts: always without sequence ids,
+// else only inside one sequence.
+__device__ __forceinline__ bool same_sequence(const DepthwiseConv1dParams& p, int64_t b,
+                                              int64_t s, int64_t t) {
+  return p.seq_idx == nullptr || seq_id(p, b, s) == seq_id(p, b, t);
+}
+
+// bias + sum_k w[c, k] x[b, c, t + k - pad_left] over the taps that count; 0 at a padding step
+// (negative sequence id).
 template <typename input_t>
 __device__ conv_acc_t<input_t> conv_pre(const DepthwiseConv1dParams& p, int64_t b, int64_t c,
                                         int64_t t) {
   using acc_t = conv_acc_t<input_t>;
-  const input_t* x = static_cast<const input_t*>(p.x) + b * p.x_strides.batch + c * p.x_strides.dim;
+  if (p.seq_idx != nullptr && seq_id(p, b, t) < 0) return acc_t(0);
   acc_t acc = p.bias != nullptr
                   ? load_param<input_t>(p.bias, p.bias_is_float32, c * p.bias_stride)
                   : acc_t(0);
   for (int64_t k = 0; k < p.width; ++k) {
     const int64_t s = t + k - p.pad_left;
-    if (s >= 0 && s < p.seqlen) {
-      const acc_t w = load_param<input_t>(p.weight, p.weight_is_float32,
-                                          c * p.weight_channel_stride + k * p.weight_tap_stride);
-      acc += w * static_cast<acc_t>(x[s * p.x_strides.len]);
-    }
+    if (!same_sequence(p, b, s, t)) continue;
+    const acc_t w = load_param<input_t>(p.weight, p.weight_is_float32,
+                                        c * p.weight_channel_stride + k * p.weight_tap_stride);
+    acc += w * x_at<input_t>(p, b, c, s);
   }
   return acc;
 }
 
 // The gradient w.r.t. the pre-activation at (b, c, s): dout * silu'(pre), or dout; zero
-// outside [0, L).
+// outside [0, L) and at padding steps.
 template <typename input_t>
 __device__ conv_acc_t<input_t> grad_pre(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t c,
                                         int64_t s) {
   using acc_t = conv_acc_t<input_t>;
   const DepthwiseConv1dParams& p = bp.fwd;
   if (s < 0 || s >= p.seqlen) return acc_t(0);
+  if (p.seq_idx != nullptr && seq_id(p, b, s) < 0) return acc_t(0);
   const input_t* dout = static_cast<const input_t*>(bp.dout);
   acc_t g = static_cast<acc_t>(
       dout[b * bp.dout_strides.batch + c * bp.dout_strides.dim + s * bp.dout_strides.len]);
@@ -111,23 +147,46 @@ __global__ void conv_fwd_kernel(DepthwiseConv1dParams p, bool channels_fast, int
   }
 }
 
-// dx[b, c, t] = sum_k w[c, k] g[b, c, t - k + pad_left]
+// sum_k w[c, k] g[b, c, t - k + pad_left] over the taps that count: the gradient w.r.t. x at
+// step s (s < 0: an initial state).
+template <typename input_t>
+__device__ conv_acc_t<input_t> grad_x(const DepthwiseConv1dBwdParams& bp, int64_t b, int64_t c,
+                                      int64_t s) {
+  const DepthwiseConv1dParams& p = bp.fwd;
+  conv_acc_t<input_t> acc = 0;
+  for (int64_t k = 0; k < p.width; ++k) {
+    const int64_t t = s - k + p.pad_left;
+    if (!same_sequence(p, b, s, t)) continue;
+    const conv_acc_t<input_t> w = load_param<input_t>(
+        p.weight, p.weight_is_float32, c * p.weight_channel_stride + k * p.weight_tap_stride);
+    acc += w * grad_pre<input_t>(bp, b, c, t);
+  }
+  return acc;
+}
+
+// dx for the first x.numel() elements (total = x.numel(), or x.numel() + batch x channels x
+// (K - 1) with initial states: the elements past x's are their gradient, (batch, channels, K - 1)
+// in order).
 template <typename input_t>
 __global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fast,
                                    int64_t total) {
   const DepthwiseConv1dParams& p = bp.fwd;
+  const int64_t n_x = p.batch * p.channels * p.seqlen;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += stride) {
-    const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
-    conv_acc_t<input_t> acc = 0;
-    for (int64_t k = 0; k < p.width; ++k) {
-      const conv_acc_t<input_t> w = load_param<input_t>(p.weight, p.weight_is_float32,
-                                          el.c * p.weight_channel_stride + k * p.weight_tap_stride);
-      acc += w * grad_pre<input_t>(bp, el.b, el.c, el.t - k + p.pad_left);
+    if (e < n_x) {
+      const Element el = element_of(e, p.channels, p.seqlen, channels_fast);
+      static_cast<input_t*>(bp.dx)[el.b * bp.dx_strides.batch + el.c * bp.dx_strides.dim +
+                                   el.t * bp.dx_strides.len] =
+          static_cast<input_t>(grad_x<input_t>(bp, el.b, el.c, el.t));
+    } else {
+      const int64_t i = e - n_x, K1 = p.width - 1;
+      const int64_t j = i % K1, c = (i / K1) % p.channels, b = i / (K1 * p.channels);
+      static_cast<input_t*>(bp.dinit)[b * bp.dinit_strides.batch + c * bp.dinit_strides.dim +
+                                      j * bp.dinit_strides.len] =
+          static_cast<input_t>(grad_x<input_t>(bp, b, c, j - K1));
     }
-    static_cast<input_t*>(bp.dx)[el.b * bp.dx_strides.batch + el.c * bp.dx_strides.dim +
-                                 el.t * bp.dx_strides.len] = static_cast<input_t>(acc);
   }
 }
 
@@ -146,15 +205,13 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   const int64_t end = begin + rows_per_part < rows ? begin + rows_per_part : rows;
   acc_t acc[kMaxConvWidth + 1];
   for (int64_t k = 0; k <= K; ++k) acc[k] = acc_t(0);
-  const input_t* x = static_cast<const input_t*>(p.x) + c * p.x_strides.dim;
   for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) {
     const int64_t b = r / p.seqlen, t = r % p.seqlen;
     const acc_t g = grad_pre<input_t>(bp, b, c, t);
     acc[K] += g;
     for (int64_t k = 0; k < K; ++k) {
       const int64_t s = t + k - p.pad_left;
-      if (s >= 0 && s < p.seqlen)
-        acc[k] += g * static_cast<acc_t>(x[b * p.x_strides.batch + s * p.x_strides.len]);
+      if (same_sequence(p, b, s, t)) acc[k] += g * x_at<input_t>(p, b, c, s);
     }
   }
   // kConvThreads values of acc_t (dynamic: see dweight_smem_bytes); declared as bytes because

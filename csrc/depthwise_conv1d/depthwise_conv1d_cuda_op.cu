@@ -19,11 +19,12 @@ namespace {
 
 at::Tensor depthwise_conv1d_fwd(const at::Tensor& x, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, int64_t pad_left,
-                                bool silu) {
+                                bool silu, const std::optional<at::Tensor>& seq_idx,
+                                const std::optional<at::Tensor>& initial_states) {
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return depthwise_conv1d_fwd_driver(
-      x, weight, bias, pad_left, silu,
+      x, weight, bias, pad_left, silu, seq_idx, initial_states,
       [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
         conv_fwd_kernel<decltype(tag)>
             <<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(p, fast_c, total);
@@ -31,13 +32,14 @@ at::Tensor depthwise_conv1d_fwd(const at::Tensor& x, const at::Tensor& weight,
       });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
-    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu) {
+    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu,
+    const std::optional<at::Tensor>& seq_idx, const std::optional<at::Tensor>& initial_states) {
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return depthwise_conv1d_bwd_driver(
-      dout, x, weight, bias, pad_left, silu,
+      dout, x, weight, bias, pad_left, silu, seq_idx, initial_states,
       [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
           int64_t blocks) {
         conv_bwd_dx_kernel<decltype(tag)>

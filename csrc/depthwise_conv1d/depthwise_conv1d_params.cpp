@@ -27,7 +27,9 @@ at::Tensor empty_like_conv_input(const at::Tensor& x) {
 
 DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at::Tensor& weight,
                                                    const std::optional<at::Tensor>& bias,
-                                                   int64_t pad_left, bool silu) {
+                                                   int64_t pad_left, bool silu,
+                                                   const std::optional<at::Tensor>& seq_idx,
+                                                   const std::optional<at::Tensor>& initial_states) {
   TORCH_CHECK_VALUE(x.dim() == 3, kOp, "x must be a 3-d tensor (batch, channels, L), got shape ",
                     x.sizes());
   check_input_dtype(x, "mvscan.depthwise_conv1d", "x");
@@ -52,6 +54,27 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
     check_param_dtype(*bias, "bias", xt);
   }
 
+  const int64_t batch = x.size(0), L = x.size(2);
+  if (seq_idx.has_value()) {
+    TORCH_CHECK_VALUE(seq_idx->device() == x.device(), kOp, "seq_idx is on ", seq_idx->device(),
+                      " but x is on ", x.device(), "; all tensors must be on one device");
+    TORCH_CHECK_TYPE(seq_idx->scalar_type() == at::kInt, kOp,
+                     "seq_idx must be int32 (torch.int32), got ", seq_idx->scalar_type());
+    TORCH_CHECK_VALUE(seq_idx->dim() == 2 && seq_idx->size(0) == batch && seq_idx->size(1) == L,
+                      kOp, "seq_idx must have shape (batch, L) = (", batch, ", ", L, "), got ",
+                      seq_idx->sizes());
+  }
+  if (initial_states.has_value()) {
+    const at::Tensor& h = *initial_states;
+    TORCH_CHECK_VALUE(h.device() == x.device(), kOp, "initial_states is on ", h.device(),
+                      " but x is on ", x.device(), "; all tensors must be on one device");
+    TORCH_CHECK_TYPE(h.scalar_type() == xt, kOp, "initial_states must have x's dtype (", xt,
+                     "), got ", h.scalar_type());
+    TORCH_CHECK_VALUE(h.dim() == 3 && h.size(0) == batch && h.size(1) == C && h.size(2) == K - 1,
+                      kOp, "initial_states must have shape (batch, channels, K - 1) = (", batch,
+                      ", ", C, ", ", K - 1, "), got ", h.sizes());
+  }
+
   DepthwiseConv1dParams p;
   p.batch = x.size(0);
   p.channels = C;
@@ -70,6 +93,15 @@ DepthwiseConv1dParams make_depthwise_conv1d_params(const at::Tensor& x, const at
     p.bias_is_float32 = bias->scalar_type() == at::kFloat;
     p.bias_stride = bias->stride(0);
   }
+  if (seq_idx.has_value()) {
+    p.seq_idx = seq_idx->data_ptr<int32_t>();
+    p.seq_idx_batch_stride = seq_idx->stride(0);
+    p.seq_idx_len_stride = seq_idx->stride(1);
+  }
+  if (initial_states.has_value()) {
+    p.init = initial_states->data_ptr();
+    p.init_strides = seq_strides_of(*initial_states);
+  }
   return p;
 }
 
@@ -78,9 +110,11 @@ DepthwiseConv1dBwdParams make_depthwise_conv1d_bwd_params(const at::Tensor& dout
                                                           const at::Tensor& weight,
                                                           const std::optional<at::Tensor>& bias,
                                                           int64_t pad_left, bool silu,
-                                                          at::Tensor* dx) {
+                                                          const std::optional<at::Tensor>& seq_idx,
+                                                          const std::optional<at::Tensor>& initial_states,
+                                                          at::Tensor* dx, at::Tensor* dinit) {
   DepthwiseConv1dBwdParams bp;
-  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu);
+  bp.fwd = make_depthwise_conv1d_params(x, weight, bias, pad_left, silu, seq_idx, initial_states);
   TORCH_CHECK_VALUE(dout.device() == x.device() && dout.sizes() == x.sizes(), kOp,
                     "dout must have x's shape ", x.sizes(), " and device ", x.device(), ", got ",
                     dout.sizes(), " on ", dout.device());
@@ -91,6 +125,13 @@ DepthwiseConv1dBwdParams make_depthwise_conv1d_bwd_params(const at::Tensor& dout
   bp.dout_strides = seq_strides_of(dout);
   bp.dx = dx->data_ptr();
   bp.dx_strides = seq_strides_of(*dx);
+  if (initial_states.has_value()) {
+    *dinit = poisoned(at::empty(initial_states->sizes(), x.options()));
+    bp.dinit = dinit->data_ptr();
+    bp.dinit_strides = seq_strides_of(*dinit);
+  } else {
+    *dinit = at::empty({0}, x.options());
+  }
   return bp;
 }
 

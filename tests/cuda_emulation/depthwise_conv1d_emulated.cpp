@@ -50,20 +50,21 @@ void run_grid(int64_t grid_x, int64_t grid_y, size_t smem_bytes, Kernel&& kernel
 }
 
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-               int64_t pad_left, bool silu) {
+               int64_t pad_left, bool silu, const std::optional<at::Tensor>& seq_idx,
+               const std::optional<at::Tensor>& initial_states) {
   return depthwise_conv1d_fwd_driver(
-      x, weight, bias, pad_left, silu,
+      x, weight, bias, pad_left, silu, seq_idx, initial_states,
       [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
         run_grid(blocks, 1, 0, [&] { conv_fwd_kernel<decltype(tag)>(p, fast_c, total); });
       });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const at::Tensor& x,
-                                                   const at::Tensor& weight,
-                                                   const std::optional<at::Tensor>& bias,
-                                                   int64_t pad_left, bool silu) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd(
+    const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu,
+    const std::optional<at::Tensor>& seq_idx, const std::optional<at::Tensor>& initial_states) {
   return depthwise_conv1d_bwd_driver(
-      dout, x, weight, bias, pad_left, silu,
+      dout, x, weight, bias, pad_left, silu, seq_idx, initial_states,
       [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
           int64_t blocks) {
         run_grid(blocks, 1, 0, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
@@ -81,6 +82,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const at::Tensor& dout, const
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
-  m.def("depthwise_conv1d_fwd", &mvscan::cuda::fwd);
-  m.def("depthwise_conv1d_bwd", &mvscan::cuda::bwd);
+  // seq_idx and initial_states default to None, as in the operator schemas.
+  m.def("depthwise_conv1d_fwd", &mvscan::cuda::fwd, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("pad_left"), py::arg("silu"), py::arg("seq_idx") = py::none(),
+        py::arg("initial_states") = py::none());
+  m.def("depthwise_conv1d_bwd", &mvscan::cuda::bwd, py::arg("dout"), py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("pad_left"), py::arg("silu"),
+        py::arg("seq_idx") = py::none(), py::arg("initial_states") = py::none());
 }
