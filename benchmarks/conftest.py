@@ -8,8 +8,9 @@ from collections import defaultdict
 import pytest
 
 _medians: dict[str, dict[str, float]] = defaultdict(dict)
-# Backends others are compared with, when measured earlier in the same group.
-PEERS = ("reference", "mamba_ssm")
+# Backends others are compared with, when measured earlier in the same group ("unfused": the same
+# computation as separate mvscan functions, the baseline of a fused one).
+PEERS = ("reference", "unfused", "mamba_ssm")
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("speed relative to the reference (same run, median)")
     for group, rows in _medians.items():
-        ref, mamba = rows.get("reference"), rows.get("mamba_ssm")
+        ref, mamba = rows.get("reference", rows.get("unfused")), rows.get("mamba_ssm")
         for backend, median in rows.items():
             ratio = f"{ref / median:8.1f}x" if ref else "        -"
             vs_mamba = f" {mamba / median:6.2f}x vs mamba_ssm" if mamba else ""

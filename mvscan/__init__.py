@@ -7,8 +7,10 @@ operators with hand-written kernels.
 from ._extension import INPUT_DTYPES
 from .causal_conv1d import causal_conv1d_fn
 from .depthwise_conv import depthwise_conv1d
+from .mamba_inner import mamba_inner_fn
 from .ops import KERNEL_DEVICES, STATE_CHUNK_LEN, selective_scan
-from .reference import causal_conv1d_ref, depthwise_conv1d_ref, selective_scan_ref
+from .reference import (causal_conv1d_ref, depthwise_conv1d_ref, mamba_inner_ref,
+                        selective_scan_ref)
 
 # mamba_ssm's name for the same function, so existing Mamba code swaps one import.
 selective_scan_fn = selective_scan
@@ -20,6 +22,8 @@ __all__ = [
     "KERNEL_DEVICES",
     "depthwise_conv1d",
     "depthwise_conv1d_ref",
+    "mamba_inner_fn",
+    "mamba_inner_ref",
     "STATE_CHUNK_LEN",
     "selective_scan",
     "selective_scan_fn",

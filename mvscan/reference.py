@@ -4,6 +4,8 @@ The scan walks the sequence step by step, like mamba_ssm's ``selective_scan_ref`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -157,3 +159,75 @@ def causal_conv1d_ref(
         final_states_out.copy_(final)
         final = final_states_out
     return out, final
+
+
+def rms_norm_rows(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """x * rsqrt(mean(x^2, -1) + eps) * weight over the last axis, computed in float32 (float64
+    for float64 x), in x's dtype."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = x.to(acc)
+    return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps) * weight.to(acc)).to(x.dtype)
+
+
+def compose_mamba_inner(
+    causal_conv: Callable,
+    scan: Callable,
+    xz: Tensor,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    B: Tensor | None = None,
+    C: Tensor | None = None,
+    D: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    B_proj_bias: Tensor | None = None,
+    C_proj_bias: Tensor | None = None,
+    delta_softplus: bool = True,
+    b_rms_weight: Tensor | None = None,
+    c_rms_weight: Tensor | None = None,
+    dt_rms_weight: Tensor | None = None,
+    b_c_dt_rms_eps: float = 1e-6,
+) -> Tensor:
+    """The Mamba mixer of ``mvscan.mamba_inner_fn`` (same parameters but checkpoint_lvl) written
+    as separate steps, differentiated by autograd: causal_conv (causal_conv1d_fn's signature) and
+    scan (selective_scan_fn's) do the two kernels' work. xz (batch, 2 d_inner, L) ->
+    (batch, L, d_model)."""
+    batch, _, L = xz.shape
+    rank, N = delta_proj_weight.shape[1], A.shape[1]
+    x, z = xz.chunk(2, dim=1)
+    w = conv1d_weight.reshape(conv1d_weight.shape[0], -1)
+    x = causal_conv(x, w, conv1d_bias, activation="silu")
+    x_dbl = x.transpose(1, 2).reshape(batch * L, -1) @ x_proj_weight.t()
+
+    def seq(rows):  # (batch * L, n) -> (batch, n, L)
+        return rows.reshape(batch, L, -1).transpose(1, 2)
+
+    delta = x_dbl[:, :rank] @ delta_proj_weight.t()
+    if dt_rms_weight is not None:
+        delta = rms_norm_rows(delta, dt_rms_weight, b_c_dt_rms_eps)
+    if B is None:
+        B = x_dbl[:, rank:rank + N]
+        if B_proj_bias is not None:
+            B = B + B_proj_bias.to(B.dtype)
+        if b_rms_weight is not None:
+            B = rms_norm_rows(B, b_rms_weight, b_c_dt_rms_eps)
+        B = seq(B)
+    if C is None:
+        C = x_dbl[:, x_dbl.shape[1] - N:]
+        if C_proj_bias is not None:
+            C = C + C_proj_bias.to(C.dtype)
+        if c_rms_weight is not None:
+            C = rms_norm_rows(C, c_rms_weight, b_c_dt_rms_eps)
+        C = seq(C)
+    y = scan(x, seq(delta), A, B, C, D, z, delta_bias, delta_softplus)
+    return F.linear(y.transpose(1, 2), out_proj_weight, out_proj_bias)
+
+
+def mamba_inner_ref(*args, **kwargs) -> Tensor:
+    """``mvscan.mamba_inner_fn`` on the pure-PyTorch references (compose_mamba_inner's
+    parameters after its first two)."""
+    return compose_mamba_inner(causal_conv1d_ref, selective_scan_ref, *args, **kwargs)
