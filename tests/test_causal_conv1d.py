@@ -278,3 +278,22 @@ def test_compile_fullgraph(backend):
     want = torch.autograd.grad(f(*leaves[1]), leaves[1])
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("K", [1, 4, 5])
+def test_every_pad_left_emulated_cuda_matches_cpu(K):
+    """The operators take any pad_left (causal_conv1d_fn uses K - 1): with sequence ids and
+    initial states, the emulated CUDA kernels and the CPU kernel agree at every one of them."""
+    cpu_fwd, cpu_bwd = backends.conv_ops("cpu")
+    emu_fwd, emu_bwd = backends.conv_ops("emulated-cuda")
+    inp = make_inputs(2, 9, 37, K, torch.float64, True, True, True, True, seed=K)
+    for pad_left in range(K):
+        for silu in (False, True):
+            args = (inp["x"], inp["weight"], inp["bias"], pad_left, silu, inp["seq_idx"],
+                    inp["initial_states"])
+            got = [emu_fwd(*args), *emu_bwd(inp["dout"], *args)]
+            want = [cpu_fwd(*args), *cpu_bwd(inp["dout"], *args)]
+            for name, g, w in zip(("out", "dx", "dweight", "dbias", "dinit"), got, want):
+                assert g.shape == w.shape, name
+                if w.numel():
+                    assert rel_err(g, w) <= 1e-12, f"pad_left={pad_left} silu={silu}: {name}"
