@@ -5,7 +5,7 @@
 #   bash scripts/gpu_check.sh tests       the whole test suite with CUDA (slow tests: add --run-slow
 #                                         via PYTEST_ARGS="--run-slow", or the stage `slow`)
 #   bash scripts/gpu_check.sh slow        only the tests marked slow (> 2^31-element buffers)
-#   bash scripts/gpu_check.sh sanitizer   compute-sanitizer memcheck + racecheck on small ops
+#   bash scripts/gpu_check.sh sanitizer   compute-sanitizer memcheck + racecheck + initcheck on small ops
 #   bash scripts/gpu_check.sh benchmarks  the CUDA benchmarks and a results table
 #   bash scripts/gpu_check.sh [all]       build, tests, sanitizer, benchmarks in one call
 # Results go to $OUT (default ./gpu_check_out).
@@ -52,7 +52,7 @@ if [ "$stage" = slow ]; then
 fi
 
 if want sanitizer; then
-echo "== compute-sanitizer (memcheck, racecheck) on small CUDA fwd+bwd: scan and conv"
+echo "== compute-sanitizer (memcheck, racecheck, initcheck) on small CUDA fwd+bwd: scan and conv"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, mvscan
 # Depthwise conv on channels-contiguous input, fused SiLU.
@@ -62,6 +62,19 @@ w = torch.randn(70, 3, device="cuda", requires_grad=True)
 b = torch.randn(70, device="cuda", requires_grad=True)
 y = mvscan.depthwise_conv1d(x.transpose(1, 2), w, b, "same", "silu")
 y.square().sum().backward()
+# causal_conv1d_fn with initial states and final states, then with packed sequences (padding
+# included), in both layouts; an empty chunk.
+for xc in (x, x.detach().contiguous().requires_grad_(True)):
+    h0 = torch.randn(2, 70, 2, device="cuda", requires_grad=True)
+    y, fs = mvscan.causal_conv1d_fn(xc, w, b, initial_states=h0, return_final_states=True,
+                                    activation="silu")
+    (y.square().sum() + fs.sum()).backward()
+    seq = torch.tensor([[0] * 10 + [1] * 27, [0] * 30 + [-1] * 7], dtype=torch.int32,
+                       device="cuda")
+    mvscan.causal_conv1d_fn(xc, w, b, seq_idx=seq, initial_states=h0,
+                            activation="silu").square().sum().backward()
+y, fs = mvscan.causal_conv1d_fn(x[..., :0], w, b, initial_states=h0, return_final_states=True)
+fs.sum().backward()
 # Selective scan: two chunks plus a tail, a partial last block, every option, each B/C kind,
 # and N > 64 (one row per block).
 for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3, 16, 150)),
@@ -75,13 +88,16 @@ for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3,
     D = torch.randn(dim, device="cuda", requires_grad=True)
     z = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
     bias = torch.randn(dim, device="cuda", requires_grad=True)
-    out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True)
-    (out.square().sum() + last.sum()).backward()
+    h0 = torch.randn(3, dim, N, device="cuda", requires_grad=True)
+    for initial_state in (None, h0):
+        out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True,
+                                          initial_state=initial_state)
+        (out.square().sum() + last.sum()).backward()
 torch.cuda.synchronize()
 print("sanitize case ok")
 PY
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck initcheck; do
     compute-sanitizer --tool "$tool" --error-exitcode 3 "$PY" "$OUT/sanitize_case.py" \
       > "$OUT/sanitizer_$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
   done

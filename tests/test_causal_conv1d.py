@@ -297,3 +297,16 @@ def test_every_pad_left_emulated_cuda_matches_cpu(K):
                 assert g.shape == w.shape, name
                 if w.numel():
                     assert rel_err(g, w) <= 1e-12, f"pad_left={pad_left} silu={silu}: {name}"
+
+
+@backends.over()
+def test_empty_sequence(backend):
+    """L = 0 (an empty chunk of a chunked prefill): an empty output, the initial states passed
+    through as the final states, and gradients that are exactly those of the final states."""
+    fn = backends.causal_conv1d_fn(backend)
+    inp = make_inputs(2, 6, 0, 4, torch.float64, False, True, True, False)
+    out, fs, grads = to_cpu(run(fn, to_backend(backend, inp), "silu", True))
+    assert out.shape == (2, 6, 0)
+    assert torch.equal(fs, inp["initial_states"])
+    assert torch.equal(grads["initial_states"], inp["dfinal"])
+    assert torch.equal(grads["weight"], torch.zeros_like(inp["weight"]))

@@ -19,7 +19,10 @@ from helpers import (FULL_PRECISION, LOW_PRECISION, Case, check_against_oracle,
 # chunk only, and the backward's dh0 leaves the first tile of the first chunk.
 CPU_GRID = [(L, N, kind) for L in (1, 7, 64, 130) for N in (1, 8, 16)
             for kind in ("constant", "variable", "grouped")]
-EMULATED_GRID = [(1, 8, "variable"), (40, 16, "grouped"), (70, 8, "constant")]
+# Emulated: a row of 8 lanes, a row of 2 warps (N = 40: several slices), one row per block
+# (N = 100), each B/C kind.
+EMULATED_GRID = [(1, 8, "variable"), (40, 16, "grouped"), (70, 8, "constant"),
+                 (35, 40, "variable"), (20, 100, "grouped")]
 
 
 def h0_case(L: int, N: int, kind: str, dtype: torch.dtype, **kw) -> Case:

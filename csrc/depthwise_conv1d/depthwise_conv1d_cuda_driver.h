@@ -67,7 +67,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);
   const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
   at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, acc);
-  const int64_t total = x.numel() + (bp.dinit != nullptr ? dinit.numel() : 0);
+  // The initial states' gradient elements follow x's; none without steps (dinit is zeros then).
+  const int64_t total = x.numel() + (bp.dinit != nullptr && p.seqlen > 0 ? dinit.numel() : 0);
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));

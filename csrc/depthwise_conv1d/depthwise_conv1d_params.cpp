@@ -126,7 +126,10 @@ DepthwiseConv1dBwdParams make_depthwise_conv1d_bwd_params(const at::Tensor& dout
   bp.dx = dx->data_ptr();
   bp.dx_strides = seq_strides_of(*dx);
   if (initial_states.has_value()) {
-    *dinit = poisoned(at::empty(initial_states->sizes(), x.options()));
+    // Without steps no kernel writes it (and none may read seq_idx's empty rows): no tap reads
+    // the states, so their gradient is 0.
+    *dinit = x.size(2) == 0 ? at::zeros(initial_states->sizes(), x.options())
+                            : poisoned(at::empty(initial_states->sizes(), x.options()));
     bp.dinit = dinit->data_ptr();
     bp.dinit_strides = seq_strides_of(*dinit);
   } else {
