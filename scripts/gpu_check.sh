@@ -64,7 +64,8 @@ y = mvscan.depthwise_conv1d(x.transpose(1, 2), w, b, "same", "silu")
 y.square().sum().backward()
 # causal_conv1d_fn with initial states and final states, then with packed sequences (padding
 # included), in both layouts; an empty chunk.
-for xc in (x, x.detach().contiguous().requires_grad_(True)):
+for xc in (x.transpose(1, 2), torch.randn(2, 37, 70, device="cuda").transpose(1, 2)):
+    xc.requires_grad_(True)
     h0 = torch.randn(2, 70, 2, device="cuda", requires_grad=True)
     y, fs = mvscan.causal_conv1d_fn(xc, w, b, initial_states=h0, return_final_states=True,
                                     activation="silu")
@@ -73,7 +74,8 @@ for xc in (x, x.detach().contiguous().requires_grad_(True)):
                        device="cuda")
     mvscan.causal_conv1d_fn(xc, w, b, seq_idx=seq, initial_states=h0,
                             activation="silu").square().sum().backward()
-y, fs = mvscan.causal_conv1d_fn(x[..., :0], w, b, initial_states=h0, return_final_states=True)
+y, fs = mvscan.causal_conv1d_fn(x.transpose(1, 2)[..., :0], w, b, initial_states=h0,
+                                return_final_states=True)
 fs.sum().backward()
 # Selective scan: two chunks plus a tail, a partial last block, every option, each B/C kind,
 # and N > 64 (one row per block).
