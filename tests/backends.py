@@ -103,10 +103,13 @@ def using(backend: str, variant: str | None):
 
 @functools.cache
 def emulation(op: str):
-    """The emulated CUDA kernels of op ("selective_scan" or "depthwise_conv1d") as an
-    extension, built once per session."""
+    """The emulated CUDA kernels of op ("selective_scan", "depthwise_conv1d",
+    "selective_state_update" or "causal_conv1d_update") as an extension, built once per
+    session."""
     name = {"selective_scan": "mvscan_scan_emulation",
-            "depthwise_conv1d": "mvscan_conv_emulation"}[op]
+            "depthwise_conv1d": "mvscan_conv_emulation",
+            "selective_state_update": "mvscan_state_update_emulation",
+            "causal_conv1d_update": "mvscan_conv_update_emulation"}[op]
     return build_emulation(name, f"{op}_emulated.cpp")
 
 
