@@ -222,3 +222,33 @@ def depthwise_conv1d(backend: str) -> Callable:
     if backend == "emulated-cuda":
         return _emulated_depthwise_conv1d
     return mvscan.depthwise_conv1d
+
+
+# --- decode steps ------------------------------------------------------------------------------
+
+def _emulated_selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
+                                     dt_softplus=False, state_batch_indices=None):
+    return emulation("selective_state_update").selective_state_update(
+        state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices)
+
+
+def selective_state_update(backend: str) -> Callable:
+    """The backend's decode step with mvscan.selective_state_update's signature."""
+    if backend == "emulated-cuda":
+        return _emulated_selective_state_update
+    return mvscan.selective_state_update
+
+
+def _emulated_causal_conv1d_update(x, conv_state, weight, bias=None, activation=None,
+                                   cache_seqlens=None, conv_state_indices=None):
+    assert activation in mvscan.decode.CONV_ACTIVATIONS, activation
+    return emulation("causal_conv1d_update").causal_conv1d_update(
+        x, conv_state, weight.reshape(weight.shape[0], weight.shape[-1]), bias,
+        activation is not None, cache_seqlens, conv_state_indices)
+
+
+def causal_conv1d_update(backend: str) -> Callable:
+    """The backend's conv decode step with mvscan.causal_conv1d_update's signature."""
+    if backend == "emulated-cuda":
+        return _emulated_causal_conv1d_update
+    return mvscan.causal_conv1d_update
