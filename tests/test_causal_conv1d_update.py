@@ -19,7 +19,7 @@ import mvscan
 import mvscan._extension
 import mvscan.decode
 import oracle
-from backends import DEVICE_BACKENDS, to_backend
+from backends import DEVICE_BACKENDS, to_backend, using, variants
 from helpers import FULL_PRECISION, LOW_PRECISION, REL_TOL, dtype_id, rel_err
 
 ERRORS = (ValueError, TypeError)
@@ -153,16 +153,19 @@ def grid_id(K, S, L, circular, idx):
     "emulated-cuda": grid((1, 4, 32), (None, 3, 40), ("gather",))}, id=grid_id)
 def test_float64_against_oracle(backend, K, S, L, circular, indices):
     """Exact (to float64 rounding; the state bit-exact) with and without bias and SiLU, x
-    contiguous or channels-fastest; with indices, a state of more rows than the batch, one
-    padding row and every other row left bit-identical."""
-    for i, (bias, activation, strided) in enumerate(
-            itertools.product((False, True), (None, "silu"), (False, True))):
-        step = make_conv_step(backend, batch=3, dim=5, L=L, K=K, S=S, bias=bias,
+    contiguous or channels-fastest, the CPU cycling through its instruction-set builds; with
+    indices, a state of more rows than the batch, one padding row and every other row left
+    bit-identical. 70 channels: a full unit of the CPU kernel's channel tiles and a part one."""
+    for i, ((bias, activation, strided), variant) in enumerate(zip(
+            itertools.product((False, True), (None, "silu"), (False, True)),
+            itertools.cycle(variants(backend)))):
+        step = make_conv_step(backend, batch=3, dim=70, L=L, K=K, S=S, bias=bias,
                               activation=activation, circular=circular,
                               state_rows=6 if indices == "gather" else None,
                               padding=indices == "gather", strided=strided, seed=i + 7 * K)
-        check_conv_step(backend, step, FLOAT64_TOL,
-                        f"bias={bias} act={activation} strided={strided}")
+        with using(backend, variant):
+            check_conv_step(backend, step, FLOAT64_TOL,
+                            f"{variant} bias={bias} act={activation} strided={strided}")
 
 
 @backends.parametrize("dtype,weight_dtype", {
@@ -172,13 +175,15 @@ def test_float64_against_oracle(backend, K, S, L, circular, indices):
 def test_dtypes(backend, dtype, weight_dtype):
     """Every input dtype, weight and bias in x's dtype or float32: out within twice the
     rounding of the exact result to x's dtype (float32 accumulation), the state exact."""
-    for circular, L in ((False, None), (True, 3)):
+    for (circular, L), variant in itertools.product(((False, None), (True, 3)),
+                                                    variants(backend)):
         step = make_conv_step(backend, batch=4, dim=16, L=L, K=4, S=5, dtype=dtype,
                               weight_dtype=weight_dtype, circular=circular, seed=3)
         ref_out = oracle_conv_step(step)[0]
         tol = REL_TOL.get(dtype, 2 * rel_err(ref_out.to(dtype), ref_out) + REL_TOL[torch.float32])
-        check_conv_step(backend, step, FLOAT64_TOL if dtype == torch.float64 else tol,
-                        f"circular={circular}")
+        with using(backend, variant):
+            check_conv_step(backend, step, FLOAT64_TOL if dtype == torch.float64 else tol,
+                            f"{variant} circular={circular}")
 
 
 @backends.over()

@@ -19,7 +19,7 @@ import mvscan
 import mvscan._extension
 import mvscan.decode
 import oracle
-from backends import DEVICE_BACKENDS, to_backend
+from backends import DEVICE_BACKENDS, to_backend, using, variants
 from helpers import FULL_PRECISION, LOW_PRECISION, REL_TOL, dtype_id, rel_err
 
 ERRORS = (ValueError, TypeError)
@@ -191,14 +191,17 @@ def option_sets():
                       for idx in ("none", "gather")]},
     id=lambda lay, N, idx: f"{lay}-N{N}-{idx}")
 def test_float64_against_oracle(backend, layout, N, indices):
-    """Exact (to float64 rounding) for every option set; with indices, a state of more rows
-    than the batch, one padding row and every other row left bit-identical."""
-    for i, options in enumerate(option_sets()):
+    """Exact (to float64 rounding) for every option set, the CPU cycling through its
+    instruction-set builds; with indices, a state of more rows than the batch, one padding row
+    and every other row left bit-identical."""
+    for i, (options, variant) in enumerate(zip(option_sets(),
+                                               itertools.cycle(variants(backend)))):
         step = make_step(LAYOUTS[layout], backend, batch=3, dim=5, N=N, options=options,
                          state_rows=6 if indices == "gather" else None,
                          padding=indices == "gather", seed=i + 10 * N)
-        check_step(backend, step, REL_TOL[torch.float64], REL_TOL[torch.float64],
-                   f"{layout} {options}")
+        with using(backend, variant):
+            check_step(backend, step, REL_TOL[torch.float64], REL_TOL[torch.float64],
+                       f"{variant} {layout} {options}")
 
 
 @backends.parametrize("dtype", {"cpu": FULL_PRECISION, "cuda": FULL_PRECISION,
@@ -208,9 +211,11 @@ def test_full_precision_and_param_dtypes(backend, dtype):
     x's dtype or in float32."""
     tol = REL_TOL[dtype]
     for layout, param_dtype in itertools.product(("3d", "4d-mamba2"), (dtype, torch.float32)):
-        step = make_step(LAYOUTS[layout], backend, batch=2, dim=6, N=16, dtype=dtype,
-                         state_dtype=dtype, param_dtype=param_dtype, seed=3)
-        check_step(backend, step, tol, tol, f"{layout} params {param_dtype}")
+        for variant in variants(backend):
+            step = make_step(LAYOUTS[layout], backend, batch=2, dim=70, N=16, dtype=dtype,
+                             state_dtype=dtype, param_dtype=param_dtype, seed=3)
+            with using(backend, variant):
+                check_step(backend, step, tol, tol, f"{variant} {layout} params {param_dtype}")
 
 
 def rounding_error(ref: torch.Tensor, dtype: torch.dtype) -> float:
@@ -230,18 +235,21 @@ def test_dtypes(backend, dtype, state_dtype):
     dtype, the state within twice its rounding to the state's dtype. out is computed from the new
     state before that rounding: with float32 x and a float16/bfloat16 state it stays within
     float32's tolerance (mamba_ssm's reference, which rounds first, would not)."""
-    step = make_step(LAYOUTS["4d-groups"], backend, batch=3, dim=8, N=16, dtype=dtype,
-                     state_dtype=state_dtype, seed=7)
-    ref_out, ref_state = oracle_step(step)
-    out, state, _ = run_step(backend, step)
-    assert out.dtype == dtype and state.dtype == state_dtype
-    fp32_tol = REL_TOL[torch.float32]
-    out_tol = 2 * rounding_error(ref_out, dtype) + fp32_tol
-    state_tol = 2 * rounding_error(ref_state, state_dtype) + fp32_tol
-    if dtype == torch.float64 and state_dtype == torch.float64:
-        out_tol = state_tol = REL_TOL[torch.float64]
-    assert rel_err(out, ref_out) <= out_tol, f"out {rel_err(out, ref_out):.2e}"
-    assert rel_err(state, ref_state) <= state_tol, f"state {rel_err(state, ref_state):.2e}"
+    for variant in variants(backend):
+        step = make_step(LAYOUTS["4d-groups"], backend, batch=3, dim=8, N=16, dtype=dtype,
+                         state_dtype=state_dtype, seed=7)
+        ref_out, ref_state = oracle_step(step)
+        with using(backend, variant):
+            out, state, _ = run_step(backend, step)
+        assert out.dtype == dtype and state.dtype == state_dtype
+        fp32_tol = REL_TOL[torch.float32]
+        out_tol = 2 * rounding_error(ref_out, dtype) + fp32_tol
+        state_tol = 2 * rounding_error(ref_state, state_dtype) + fp32_tol
+        if dtype == torch.float64 and state_dtype == torch.float64:
+            out_tol = state_tol = REL_TOL[torch.float64]
+        assert rel_err(out, ref_out) <= out_tol, f"{variant} out {rel_err(out, ref_out):.2e}"
+        assert rel_err(state, ref_state) <= state_tol, \
+            f"{variant} state {rel_err(state, ref_state):.2e}"
 
 
 # --- the whole sequence ------------------------------------------------------------------------
@@ -398,7 +406,8 @@ BAD = [
     ("x 2-d with a 4-d state", dict(x=torch.randn(2, 12)), r"x must have shape \(batch, heads"),
     ("state rows", dict(state=torch.randn(3, 4, 3, 8)),
      r"state.shape\[0\] = 3 must equal x.shape\[0\] = batch = 2"),
-    ("dt dtype", dict(dt=torch.rand(2, 4, 3).double()), r"dt must have x's dtype Float, got Double"),
+    ("dt dtype", dict(dt=torch.rand(2, 4, 3).double()),
+     r"dt must have x's dtype Float, got Double"),
     ("dt shape", dict(dt=torch.rand(2, 4, 1)), r"dt must have shape \(batch, heads, dim\) like x"),
     ("z shape", dict(z=torch.rand(2, 4)), r"z must have shape \(batch, heads, dim\) like x"),
     ("A shape", dict(A=-torch.rand(3, 8)), r"A must have shape \(heads, dim, N\) = \[4, 3, 8\]"),
@@ -530,13 +539,3 @@ def test_emulated_results_do_not_depend_on_thread_order():
     for out, state in results[1:]:
         assert torch.equal(out, results[0][0]) and torch.equal(state, results[0][1])
 
-
-def test_emulated_matches_cpu_kernel_bit_for_bit_in_float64_for_small_n():
-    """With N <= 1 state per lane and row sums of one element, the CUDA kernel does the CPU
-    kernel's arithmetic in the same order."""
-    for layout in ("3d", "4d-mamba2"):
-        step_c = make_step(LAYOUTS[layout], "cpu", batch=2, dim=5, N=1, seed=8)
-        step_e = make_step(LAYOUTS[layout], "emulated-cuda", batch=2, dim=5, N=1, seed=8)
-        out_c, state_c = run_step("cpu", step_c)[:2]
-        out_e, state_e = run_step("emulated-cuda", step_e)[:2]
-        assert torch.equal(out_c, out_e) and torch.equal(state_c, state_e), layout
