@@ -2,7 +2,7 @@
 //
 // A decode step convolves one step (or a few) per channel, so the kernel is plain C++ written for
 // the compiler's vectoriser (compiled per instruction set: common/isa_targets.h): work units of up
-// to kTileChannels channels of one batch element, split over threads by at::parallel_for. A unit
+// to kUnitChannels channels of one batch element, split over threads by at::parallel_for. A unit
 // gathers its window (the K - 1 steps before x, then x, kSpanLen steps at a time) and its weights
 // into [step][channel] buffers, so the taps, the bias and the SiLU run as loops over channels;
 // then each channel's state is updated on its own (a few copies).
@@ -22,7 +22,7 @@ namespace cpu {
 namespace {
 
 constexpr const char* kOp = "mvscan.causal_conv1d_update";
-constexpr int64_t kTileChannels = 64;
+constexpr int64_t kUnitChannels = 64;
 constexpr int64_t kSpanLen = 16;  // steps convolved per pass over a unit's window buffer
 
 template <typename acc_t, typename input_t>
@@ -31,20 +31,20 @@ inline acc_t load_param(const void* base, bool is_float32, int64_t i) {
                     : static_cast<acc_t>(static_cast<const input_t*>(base)[i]);
 }
 
-// Work units [begin, end): unit u is channels [c0, c0 + kTileChannels) of one batch element.
+// Work units [begin, end): unit u is channels [c0, c0 + kUnitChannels) of one batch element.
 // Compiled per instruction set by the wrappers below, which also inline math.h's sigmoid into
 // the loops (GCC leaves it out of line by itself, and a loop that calls it is not vectorised).
 template <typename input_t>
 inline void conv_update_units(const CausalConv1dUpdateParams& p, int64_t begin, int64_t end) {
   using acc_t = typename AccType<input_t>::type;
   const int64_t K = p.width, S = p.state_len, L = p.seqlen;
-  const int64_t tiles = (p.dim + kTileChannels - 1) / kTileChannels;
+  const int64_t units_per_batch = (p.dim + kUnitChannels - 1) / kUnitChannels;
   const int64_t ss = p.state_strides.len, xs = p.x_strides.len;
-  acc_t w[kMaxConvWidth][kTileChannels], bias[kTileChannels], y[kTileChannels];
-  acc_t win[kMaxConvWidth - 1 + kSpanLen][kTileChannels];  // [window step][channel]
+  acc_t w[kMaxConvWidth][kUnitChannels], bias[kUnitChannels], y[kUnitChannels];
+  acc_t win[kMaxConvWidth - 1 + kSpanLen][kUnitChannels];  // [window step][channel]
   for (int64_t u = begin; u < end; ++u) {
-    const int64_t b = u / tiles, c0 = u % tiles * kTileChannels;
-    const int64_t nc = std::min(kTileChannels, p.dim - c0);
+    const int64_t b = u / units_per_batch, c0 = u % units_per_batch * kUnitChannels;
+    const int64_t nc = std::min(kUnitChannels, p.dim - c0);
     input_t* out = static_cast<input_t*>(p.out) + b * p.out_strides.batch +
                    c0 * p.out_strides.dim;
     const input_t* x = static_cast<const input_t*>(p.x) + b * p.x_strides.batch +
@@ -132,10 +132,10 @@ MVSCAN_ISA_WRAPPERS(conv_update_units_isa, conv_update_units,
 template <typename input_t>
 void causal_conv1d_update_cpu(const CausalConv1dUpdateParams& p) {
   const auto units_fn = MVSCAN_PICK_ISA_WRAPPER(conv_update_units_isa, input_t);
-  const int64_t units = p.batch * ((p.dim + kTileChannels - 1) / kTileChannels);
+  const int64_t units = p.batch * ((p.dim + kUnitChannels - 1) / kUnitChannels);
   // About 16k taps or copies (some 10 us) per task: waking a thread for less costs more.
   const int64_t grain =
-      std::max<int64_t>(1, 16384 / (kTileChannels * (p.width * p.seqlen + p.state_len)));
+      std::max<int64_t>(1, 16384 / (kUnitChannels * (p.width * p.seqlen + p.state_len)));
   at::parallel_for(0, units, grain,
                    [&](int64_t begin, int64_t end) { units_fn(p, begin, end); });
 }

@@ -2,7 +2,7 @@
 //
 // One decode step is a few multiply-adds per state, so the kernel is plain C++ written for the
 // compiler's vectoriser (compiled per instruction set: common/isa_targets.h): work units of up
-// to kTileRows channels of one (batch, head), split over threads by at::parallel_for. Per unit,
+// to kUnitChannels channels of one (batch, head), split over threads by at::parallel_for. Per unit,
 // B and C are loaded once; the per-channel scalars (dt with bias and softplus, the D skip and the
 // silu(z) gate, each a few transcendental calls) run as loops over the unit's channels, and per
 // channel the N states run as loops over states. Where Mamba-2 ties A over the states (stride 0),
@@ -26,7 +26,7 @@ namespace cpu {
 namespace {
 
 constexpr const char* kOp = "mvscan.selective_state_update";
-constexpr int64_t kTileRows = 64;
+constexpr int64_t kUnitChannels = 64;
 
 
 constexpr int kSumLanes = 16;  // a power of two
@@ -76,7 +76,7 @@ inline acc_t dot(const acc_t* h, const acc_t* c, int64_t n) {
   return part[0];
 }
 
-// Work units [begin, end): unit u is channels [d0, d0 + kTileRows) of one (batch, head).
+// Work units [begin, end): unit u is channels [d0, d0 + kUnitChannels) of one (batch, head).
 // Compiled per instruction set by the wrappers below, which also inline math.h's exp, softplus
 // and sigmoid into its loops (GCC leaves them out of line by itself, and a loop that calls a
 // function is not vectorised).
@@ -84,13 +84,14 @@ template <typename input_t, typename state_t>
 inline void update_units(const SelectiveStateUpdateParams& p, int64_t begin, int64_t end) {
   using acc_t = typename AccType<input_t>::type;
   const int64_t N = p.dstate;
-  const int64_t tiles = (p.dim + kTileRows - 1) / kTileRows;
+  const int64_t units_per_head = (p.dim + kUnitChannels - 1) / kUnitChannels;
   const bool A_tied = p.A_dstate_stride == 0;  // Mamba-2: one A per head
   acc_t a[kMaxDState], b_row[kMaxDState], c_row[kMaxDState], h[kMaxDState];
-  acc_t dt_v[kTileRows], x_v[kTileRows], y[kTileRows], tmp[kTileRows];
+  acc_t dt_v[kUnitChannels], x_v[kUnitChannels], y[kUnitChannels], tmp[kUnitChannels];
   for (int64_t u = begin; u < end; ++u) {
-    const int64_t d0 = u % tiles * kTileRows, rows = std::min(kTileRows, p.dim - d0);
-    const int64_t head = u / tiles % p.heads, b = u / (tiles * p.heads);
+    const int64_t d0 = u % units_per_head * kUnitChannels;
+    const int64_t rows = std::min(kUnitChannels, p.dim - d0);
+    const int64_t head = u / units_per_head % p.heads, b = u / (units_per_head * p.heads);
     input_t* out = static_cast<input_t*>(p.out) + b * p.out_strides.batch +
                    head * p.out_strides.head + d0 * p.out_strides.dim;
     int64_t s_row = b;
@@ -180,9 +181,9 @@ MVSCAN_ISA_WRAPPERS(update_units_isa, update_units,
 template <typename input_t, typename state_t>
 void selective_state_update_cpu(const SelectiveStateUpdateParams& p) {
   const auto units_fn = MVSCAN_PICK_ISA_WRAPPER(update_units_isa, input_t, state_t);
-  const int64_t units = p.batch * p.heads * ((p.dim + kTileRows - 1) / kTileRows);
+  const int64_t units = p.batch * p.heads * ((p.dim + kUnitChannels - 1) / kUnitChannels);
   // About 16k states (some 10 us) per task: waking a thread for less costs more than it saves.
-  const int64_t grain = std::max<int64_t>(1, 16384 / (kTileRows * p.dstate));
+  const int64_t grain = std::max<int64_t>(1, 16384 / (kUnitChannels * p.dstate));
   at::parallel_for(0, units, grain,
                    [&](int64_t begin, int64_t end) { units_fn(p, begin, end); });
 }

@@ -19,6 +19,7 @@
 
 #include "common/dtypes.h"
 #include "common/math.h"
+#include "selective_scan/selective_scan.h"  // kMaxDState
 #include "selective_state_update/selective_state_update.h"
 
 namespace mvscan {
@@ -26,6 +27,7 @@ namespace cuda {
 
 constexpr int kStateUpdateThreads = 128;  // a multiple of 32: every warp is full
 constexpr int kMaxStatesPerLane = 8;      // kMaxDState (256) / 32 lanes
+static_assert(kMaxStatesPerLane * 32 >= kMaxDState, "a row of 32 lanes must hold N states");
 
 // Lanes per row: the power of two >= N, capped at a warp.
 inline int state_update_lanes(int64_t N) {
