@@ -27,9 +27,7 @@ namespace {
 
 constexpr const char* kOp = "mvscan.selective_state_update";
 constexpr int64_t kUnitChannels = 64;
-
-
-constexpr int kSumLanes = 16;  // a power of two
+constexpr int kSumLanes = 16;  // a power of two: one AVX-512 vector of float partial sums
 
 // dst[i] = src[i * stride], i < n, in the accumulation type; the unit-stride loop vectorises.
 template <typename acc_t, typename T>
