@@ -96,4 +96,14 @@ TORCH_LIBRARY(mvscan, m) {
   // Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
   // best this CPU supports) and returns the one now active. The tests run every build this way.
   m.def("_set_cpu_isa(str name) -> str", &mvscan::cpu::set_cpu_isa);
+
+  // One decode step of the scan (mamba_ssm's selective_state_update); updates state in place.
+  m.def(
+      "selective_state_update(Tensor(a!) state, Tensor x, Tensor dt, Tensor A, Tensor B, "
+      "Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, bool dt_softplus, "
+      "Tensor? state_batch_indices) -> Tensor");
+  // L decode steps of the causal conv (causal-conv1d's causal_conv1d_update); conv_state in place.
+  m.def(
+      "causal_conv1d_update(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias, "
+      "bool silu, Tensor? cache_seqlens, Tensor? conv_state_indices) -> Tensor");
 }

@@ -1,16 +1,18 @@
 """mvscan: the selective scan (Mamba's core op) and the depthwise conv1d around it, as PyTorch
-operators with hand-written kernels.
+operators with hand-written kernels, and their decode steps.
 
-``from mvscan import selective_scan_fn`` is a drop-in for mamba_ssm's function of that name.
+``from mvscan import selective_scan_fn`` is a drop-in for mamba_ssm's function of that name;
+``selective_state_update`` and ``causal_conv1d_update`` for mamba_ssm's and causal-conv1d's.
 """
 
 from ._extension import INPUT_DTYPES
 from .causal_conv1d import causal_conv1d_fn
+from .decode import causal_conv1d_update, selective_state_update
 from .depthwise_conv import depthwise_conv1d
 from .mamba_inner import mamba_inner_fn
 from .ops import KERNEL_DEVICES, STATE_CHUNK_LEN, selective_scan
-from .reference import (causal_conv1d_ref, depthwise_conv1d_ref, mamba_inner_ref,
-                        selective_scan_ref)
+from .reference import (causal_conv1d_ref, causal_conv1d_update_ref, depthwise_conv1d_ref,
+                        mamba_inner_ref, selective_scan_ref, selective_state_update_ref)
 
 # mamba_ssm's name for the same function, so existing Mamba code swaps one import.
 selective_scan_fn = selective_scan
@@ -20,6 +22,8 @@ __all__ = [
     "causal_conv1d_fn",
     "causal_conv1d_ref",
     "KERNEL_DEVICES",
+    "causal_conv1d_update",
+    "causal_conv1d_update_ref",
     "depthwise_conv1d",
     "depthwise_conv1d_ref",
     "mamba_inner_fn",
@@ -28,5 +32,7 @@ __all__ = [
     "selective_scan",
     "selective_scan_fn",
     "selective_scan_ref",
+    "selective_state_update",
+    "selective_state_update_ref",
 ]
 __version__ = "0.1.0"

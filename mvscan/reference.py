@@ -231,3 +231,115 @@ def mamba_inner_ref(*args, **kwargs) -> Tensor:
     """``mvscan.mamba_inner_fn`` on the pure-PyTorch references (compose_mamba_inner's
     parameters after its first two)."""
     return compose_mamba_inner(causal_conv1d_ref, selective_scan_ref, *args, **kwargs)
+
+
+def selective_state_update_ref(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+    state_batch_indices: Tensor | None = None,
+) -> Tensor:
+    """``mvscan.selective_state_update`` in plain PyTorch ops (same arguments and results):
+    one decode step, state updated in place, out computed from the new state before it is
+    rounded into the state's dtype. Math in float32 (float64 for float64 x)."""
+    has_heads = state.dim() == 4
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+
+    def heads_view(t: Tensor | None, axis: int) -> Tensor | None:
+        """t in the 4-d layout: a 3-d state's tensors gain a heads axis of size 1."""
+        return t if t is None or has_heads else t.unsqueeze(axis)
+
+    st = heads_view(state, 1)  # (rows, heads, dim, N), a view: writes reach state
+    heads = st.shape[1]
+    xs = heads_view(x, 1).to(acc)  # (batch, heads, dim)
+    step = heads_view(dt, 1).to(acc)
+    if dt_bias is not None:
+        step = step + heads_view(dt_bias, 0).to(acc)
+    if dt_softplus:
+        step = F.softplus(step)  # log1p(exp(x)), and x for x > 20
+
+    def per_head(BC: Tensor) -> Tensor:
+        """(batch, groups, N) -> (batch, heads, 1, N): head h reads group h // (heads / groups)."""
+        BC = heads_view(BC, 1).to(acc)
+        return BC.repeat_interleave(heads // BC.shape[1], dim=1).unsqueeze(2)
+
+    if state_batch_indices is None:
+        old = st
+    else:
+        idx = state_batch_indices.long()
+        if bool((idx >= st.shape[0]).any()):
+            raise ValueError("mvscan.selective_state_update: state_batch_indices must be below "
+                             f"state.shape[0] = {st.shape[0]}, got {idx.tolist()}")
+        valid = idx >= 0
+        old = st[idx.clamp(min=0)]
+    new = (old.to(acc) * torch.exp(step[..., None] * heads_view(A, 0).to(acc))
+           + (step * xs)[..., None] * per_head(B))
+    y = (new * per_head(C)).sum(-1)
+    if D is not None:
+        y = y + heads_view(D, 0).to(acc) * xs
+    if z is not None:
+        y = y * F.silu(heads_view(z, 1).to(acc))
+    if state_batch_indices is None:
+        st.copy_(new)
+    else:
+        st[idx[valid]] = new[valid].to(st.dtype)
+        y = torch.where(valid[:, None, None], y, torch.zeros((), dtype=acc, device=y.device))
+    out = y.to(x.dtype)
+    return out if has_heads else out.squeeze(1)
+
+
+def causal_conv1d_update_ref(
+    x: Tensor,
+    conv_state: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    cache_seqlens: Tensor | None = None,
+    conv_state_indices: Tensor | None = None,
+) -> Tensor:
+    """``mvscan.causal_conv1d_update`` in plain PyTorch ops (same arguments and results): L
+    steps of the causal depthwise conv continuing from conv_state, which is updated in place
+    (circular when cache_seqlens is given). Math in float32 (float64 for float64 x)."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xs = x.unsqueeze(-1) if x.dim() == 2 else x
+    batch, dim, L = xs.shape
+    w = weight.reshape(dim, -1)
+    K, S = w.shape[-1], conv_state.shape[-1]
+    if conv_state_indices is None:
+        rows = conv_state
+    else:
+        idx = conv_state_indices.long()
+        if bool((idx >= conv_state.shape[0]).any()):
+            raise ValueError("mvscan.causal_conv1d_update: conv_state_indices must be below "
+                             f"conv_state.shape[0] = {conv_state.shape[0]}, got {idx.tolist()}")
+        valid = idx >= 0
+        rows = conv_state[idx.clamp(min=0)]
+    if cache_seqlens is None:
+        history = rows[..., S - (K - 1):]
+        new_rows = torch.cat([rows, xs], dim=-1)[..., L:]  # the last S steps of (state, x)
+    else:
+        pos = cache_seqlens.long().remainder(S)[:, None]  # (batch, 1)
+        steps = torch.arange(-(K - 1), 0, device=x.device)
+        history = rows.gather(2, (pos + steps).remainder(S)[:, None].expand(-1, dim, -1))
+        first = max(0, L - S)  # only the last S steps survive the writes
+        where = (pos + torch.arange(first, L, device=x.device)).remainder(S)
+        new_rows = rows.clone().scatter_(2, where[:, None].expand(-1, dim, -1), xs[..., first:])
+    window = torch.cat([history, xs], dim=-1).to(acc)
+    y = F.conv1d(window, w.to(acc)[:, None], bias.to(acc) if bias is not None else None,
+                 groups=dim)
+    if activation in ("silu", "swish"):
+        y = F.silu(y)
+    if conv_state_indices is None:
+        conv_state.copy_(new_rows)
+    else:
+        conv_state[idx[valid]] = new_rows[valid]
+        y = torch.where(valid[:, None, None], y, torch.zeros((), dtype=acc, device=y.device))
+    out = y.to(x.dtype)
+    return out.squeeze(-1) if x.dim() == 2 else out

@@ -52,7 +52,7 @@ if [ "$stage" = slow ]; then
 fi
 
 if want sanitizer; then
-echo "== compute-sanitizer (memcheck, racecheck, initcheck) on small CUDA fwd+bwd: scan and conv"
+echo "== compute-sanitizer (memcheck, racecheck, initcheck) on small CUDA fwd+bwd: scan and conv; decode steps"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, mvscan
 # Depthwise conv on channels-contiguous input, fused SiLU.
@@ -95,6 +95,20 @@ for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3,
         out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True,
                                           initial_state=initial_state)
         (out.square().sum() + last.sum()).backward()
+# Decode steps: Mamba-2's stride-0 views, a partial last block, state rows picked with a padding
+# row; the conv update on a circular state, several steps.
+state = torch.randn(5, 3, 20, 40, device="cuda")
+idx = torch.tensor([4, -1, 0], dtype=torch.int32, device="cuda")
+mvscan.selective_state_update(
+    state, torch.randn(3, 3, 20, device="cuda"),
+    torch.rand(3, 3, 1, device="cuda").expand(3, 3, 20),
+    (-torch.rand(3, 1, 1, device="cuda")).expand(3, 20, 40), torch.randn(3, 1, 40, device="cuda"),
+    torch.randn(3, 3, 40, device="cuda"), torch.randn(3, 20, device="cuda"),
+    torch.randn(3, 3, 20, device="cuda"), torch.randn(3, 20, device="cuda"), True, idx)
+mvscan.causal_conv1d_update(
+    torch.randn(3, 70, 3, device="cuda"), torch.randn(5, 70, 6, device="cuda"),
+    torch.randn(70, 4, device="cuda"), torch.randn(70, device="cuda"), "silu",
+    torch.tensor([7, 0, 2], dtype=torch.int32, device="cuda"), idx)
 torch.cuda.synchronize()
 print("sanitize case ok")
 PY

@@ -104,10 +104,13 @@ def using(backend: str, variant: str | None):
 
 @functools.cache
 def emulation(op: str):
-    """The emulated CUDA kernels of op ("selective_scan" or "depthwise_conv1d") as an
-    extension, built once per session."""
+    """The emulated CUDA kernels of op ("selective_scan", "depthwise_conv1d",
+    "selective_state_update" or "causal_conv1d_update") as an extension, built once per
+    session."""
     name = {"selective_scan": "mvscan_scan_emulation",
-            "depthwise_conv1d": "mvscan_conv_emulation"}[op]
+            "depthwise_conv1d": "mvscan_conv_emulation",
+            "selective_state_update": "mvscan_state_update_emulation",
+            "causal_conv1d_update": "mvscan_conv_update_emulation"}[op]
     return build_emulation(name, f"{op}_emulated.cpp")
 
 
@@ -240,3 +243,33 @@ def depthwise_conv1d(backend: str) -> Callable:
     if backend == "emulated-cuda":
         return _emulated_depthwise_conv1d
     return mvscan.depthwise_conv1d
+
+
+# --- decode steps ------------------------------------------------------------------------------
+
+def _emulated_selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
+                                     dt_softplus=False, state_batch_indices=None):
+    return emulation("selective_state_update").selective_state_update(
+        state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices)
+
+
+def selective_state_update(backend: str) -> Callable:
+    """The backend's decode step with mvscan.selective_state_update's signature."""
+    if backend == "emulated-cuda":
+        return _emulated_selective_state_update
+    return mvscan.selective_state_update
+
+
+def _emulated_causal_conv1d_update(x, conv_state, weight, bias=None, activation=None,
+                                   cache_seqlens=None, conv_state_indices=None):
+    assert activation in mvscan.decode.CONV_ACTIVATIONS, activation
+    return emulation("causal_conv1d_update").causal_conv1d_update(
+        x, conv_state, weight.reshape(weight.shape[0], weight.shape[-1]), bias,
+        activation is not None, cache_seqlens, conv_state_indices)
+
+
+def causal_conv1d_update(backend: str) -> Callable:
+    """The backend's conv decode step with mvscan.causal_conv1d_update's signature."""
+    if backend == "emulated-cuda":
+        return _emulated_causal_conv1d_update
+    return mvscan.causal_conv1d_update

@@ -228,3 +228,73 @@ def causal_conv_backward(dout, x, weight, bias=None, seq_idx=None, initial_state
     return dict(x=dxs[:, :, K - 1:], weight=dw,
                 bias=g.sum(axis=(0, 2)) if bias is not None else None,
                 initial_states=dxs[:, :, :K - 1] if initial_states is not None else None)
+
+
+def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
+                           dt_softplus=False, state_batch_indices=None):
+    """The whole decode-step operator, float64, built on state_update one head at a time:
+    returns (out shaped like x, the whole new state buffer). Takes the 3-d layout (state
+    (rows, dim, N)) or the 4-d one (state (rows, heads, dim, N), x (batch, heads, dim), A
+    (heads, dim, N), B/C (batch, groups, N) with head h on group h // (heads / groups), D and
+    dt_bias (heads, dim)); state_batch_indices (batch,) picks state rows, negative = padding."""
+    f = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+    state, x, dt, A, B, C, D, z, dt_bias = map(f, (state, x, dt, A, B, C, D, z, dt_bias))
+    if state.ndim == 3:  # one head
+        out, new = selective_state_update(
+            state[:, None], x[:, None], dt[:, None], A[None], B[:, None], C[:, None],
+            None if D is None else D[None], None if z is None else z[:, None],
+            None if dt_bias is None else dt_bias[None], dt_softplus, state_batch_indices)
+        return out[:, 0], new[:, 0]
+    batch, heads = x.shape[:2]
+    rows = (np.arange(batch) if state_batch_indices is None
+            else np.asarray(state_batch_indices, dtype=np.int64))
+    real = rows >= 0
+    new = state.copy()
+    out = np.zeros(x.shape)
+    pick = lambda v, h: None if v is None else v[real, h]  # noqa: E731
+    for h in range(heads):
+        gB, gC = h // (heads // B.shape[1]), h // (heads // C.shape[1])
+        out[real, h], new[rows[real], h] = state_update(
+            state[rows[real], h], x[real, h], dt[real, h], A[h], B[real, gB], C[real, gC],
+            None if D is None else D[h], pick(z, h), None if dt_bias is None else dt_bias[h],
+            dt_softplus)
+    return out, new
+
+
+def conv_update(x, conv_state, weight, bias=None, silu=False, cache_seqlens=None,
+                conv_state_indices=None):
+    """causal-conv1d's causal_conv1d_update, float64: returns (out shaped like x, the whole new
+    conv_state). x (batch, dim) or (batch, dim, L); conv_state (rows, dim, S >= K - 1); weight
+    (dim, K). The window of each row is the K - 1 steps before x then x; without cache_seqlens
+    the state holds the last S inputs and becomes the last S steps of (state, x); with it, the
+    state is circular: p = cache_seqlens[b] mod S, the steps before x are at (p - K + 1 + j) mod S
+    and x[t] goes to (p + t) mod S, in order. conv_state_indices picks state rows (negative:
+    padding, out 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    one_step = x.ndim == 2
+    x = x[:, :, None] if one_step else x
+    state = np.asarray(conv_state, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    batch, dim, L = x.shape
+    S, K = state.shape[2], w.shape[1]
+    new = state.copy()
+    out = np.zeros(x.shape)
+    for b in range(batch):
+        r = b if conv_state_indices is None else int(conv_state_indices[b])
+        if r < 0:
+            continue
+        if cache_seqlens is None:
+            history = state[r][:, S - (K - 1):]
+            new[r] = np.concatenate([state[r], x[b]], axis=1)[:, L:]
+        else:
+            p = int(cache_seqlens[b]) % S  # Python's %: in [0, S) for any sign
+            history = state[r][:, [(p - (K - 1) + j) % S for j in range(K - 1)]]
+            for t in range(L):
+                new[r][:, (p + t) % S] = x[b][:, t]
+        window = np.concatenate([history, x[b]], axis=1)  # (dim, K - 1 + L)
+        for t in range(L):
+            y = (w * window[:, t:t + K]).sum(axis=1)
+            if bias is not None:
+                y = y + np.asarray(bias, dtype=np.float64)
+            out[b, :, t] = y * _sigmoid(y) if silu else y
+    return (out[:, :, 0] if one_step else out), new

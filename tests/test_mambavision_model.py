@@ -4,7 +4,6 @@ against the reference path, and the training-time features."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -75,3 +75,36 @@ def test_oracle_split_and_steps_equal_one_pass(optional):
     np.testing.assert_allclose(np.concatenate(outs, axis=-1), whole["out"], rtol=1e-12,
                                atol=1e-12)
     np.testing.assert_allclose(state, whole["last_state"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("K,S,circular", [(1, 0, False), (4, 3, False), (4, 6, False),
+                                           (5, 8, False), (1, 1, True), (4, 3, True),
+                                           (4, 6, True), (5, 8, True)])
+def test_oracle_conv_update_steps_equal_causal_conv(K, S, circular):
+    """conv_update, from a state of the prefill's last inputs, chunk after chunk (L = 1, 3 and
+    more than S), equals conv_forward's causal conv over the whole sequence; the final state
+    holds the last S inputs (in circular order when circular)."""
+    rng = np.random.default_rng(K * 10 + S)
+    batch, dim, T0 = 2, 3, 5
+    x = rng.standard_normal((batch, dim, 30))
+    w, bias = rng.standard_normal((dim, K)), rng.standard_normal(dim)
+    whole = oracle.conv_forward(x, w, bias, pad_left=K - 1, silu=True)
+    padded = np.concatenate([np.zeros((batch, dim, S)), x[:, :, :T0]], axis=2)
+    state = padded[:, :, padded.shape[2] - S:]  # the last S inputs, oldest first
+    seqlens = np.full(batch, T0) if circular else None
+    if circular:  # slot (T0 + j) mod S holds step T0 + j - S, as a ring buffer written from 0
+        state = state[:, :, [(j - T0) % S for j in range(S)]]
+    outs, t = [whole[:, :, :T0]], T0
+    for L in (1, 3, 1, S + 2, 1):
+        out, state = oracle.conv_update(x[:, :, t] if L == 1 else x[:, :, t:t + L], state, w,
+                                        bias, True, seqlens)
+        outs.append(out[:, :, None] if L == 1 else out)
+        t += L
+        if circular:
+            seqlens = seqlens + L
+    np.testing.assert_allclose(np.concatenate(outs, axis=2), whole[:, :, :t], rtol=1e-12,
+                               atol=1e-12)
+    last = x[:, :, t - S:t]
+    if circular:
+        last = last[:, :, [(j - t) % S for j in range(S)]]
+    np.testing.assert_allclose(state, last, rtol=0, atol=0)

@@ -1,0 +1,46 @@
+// The host side of the CUDA causal conv1d update, independent of how the kernel is launched:
+// checks, the output and the launch size. The CUDA op (causal_conv1d_update_cuda_op.cu) passes a
+// launcher that runs the kernel on the current stream; the tests' CPU emulation
+// (tests/cuda_emulation/) passes one that runs it on CPU fibers.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+#include "causal_conv1d_update/causal_conv1d_update_cuda_kernels.cuh"
+#include "causal_conv1d_update/causal_conv1d_update_params.h"
+#include "common/dtype_dispatch.h"
+
+namespace mvscan {
+namespace cuda {
+
+// launch(tag, p, blocks) runs causal_conv1d_update_kernel on `blocks` blocks of
+// kConvUpdateThreads threads. Nothing here reads device memory or allocates beyond out, so the
+// op can be captured in a CUDA graph.
+template <typename Launch>
+at::Tensor causal_conv1d_update_driver(const at::Tensor& x, const at::Tensor& conv_state,
+                                       const at::Tensor& weight,
+                                       const std::optional<at::Tensor>& bias, bool silu,
+                                       const std::optional<at::Tensor>& cache_seqlens,
+                                       const std::optional<at::Tensor>& conv_state_indices,
+                                       Launch&& launch) {
+  at::Tensor out;
+  // Index values stay unchecked here (reading them would synchronise); the kernel guards them.
+  const CausalConv1dUpdateParams p = make_causal_conv1d_update_params(
+      x, conv_state, weight, bias, silu, cache_seqlens, conv_state_indices,
+      /*check_index_values=*/false, &out);
+  const int64_t rows = p.batch * p.dim;
+  if (rows == 0 || p.seqlen == 0) return out;
+  // The kernel strides over the rest: a grid this large already fills any GPU.
+  const int64_t blocks = std::min<int64_t>((rows + kConvUpdateThreads - 1) / kConvUpdateThreads,
+                                           int64_t(1) << 20);
+  dispatch_input_type(x.scalar_type(), "mvscan.causal_conv1d_update",
+                      [&](auto tag) { launch(tag, p, blocks); });
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace mvscan
