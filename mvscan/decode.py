@@ -67,10 +67,12 @@ def selective_state_update(
         z: like x, or None: the gate, out *= silu(z).
         dt_softplus: apply softplus to dt + dt_bias.
         state_batch_indices: (batch,) int32, or None: the state row each batch element updates;
-            a negative index marks a padding row (out 0, no state touched). Indices of real rows
-            must be distinct and below state.shape[0]: the CPU kernel raises a ValueError
-            otherwise; the CUDA kernel, which cannot raise without a host sync, leaves the
-            state alone and writes NaN to that row's out.
+            a negative index marks a padding row (out 0, no state touched; padding may repeat).
+            The non-negative indices must be distinct and below state.shape[0]. On CPU, where
+            the indices are read on the host, the op raises a ValueError otherwise. On CUDA,
+            which cannot read them without a host sync, nothing is checked before the launch:
+            an index >= state.shape[0] leaves the state alone and writes NaN to that row's out,
+            and duplicate indices are undefined behaviour (two rows update one state at once).
 
     Returns:
         out shaped like x, in x's dtype.
@@ -133,10 +135,13 @@ def causal_conv1d_update(
             conv_state[..., (p - K + 1 + j) mod state_len] for j = 0 .. K - 2, and x[t] is
             written at (p + t) mod state_len (the last state_len steps of x when L is longer).
         conv_state_indices: (batch,) int32, or None: the conv_state row each batch element
-            uses; a negative index marks a padding row (out 0, no state touched). Indices of
-            real rows must be distinct and below conv_state.shape[0]: the CPU kernel raises a
-            ValueError otherwise; the CUDA kernel, which cannot raise without a host sync,
-            leaves the state alone and writes NaN to that row's out.
+            uses; a negative index marks a padding row (out 0, no state touched; padding may
+            repeat). The non-negative indices must be distinct and below conv_state.shape[0].
+            On CPU, where the indices are read on the host, the op raises a ValueError
+            otherwise. On CUDA, which cannot read them without a host sync, nothing is checked
+            before the launch: an index >= conv_state.shape[0] leaves the state alone and writes
+            NaN to that row's out, and duplicate indices are undefined behaviour (two rows
+            update one state at once).
 
     Returns:
         out shaped like x, in x's dtype.

@@ -297,6 +297,40 @@ def test_cpu_rejects_an_index_past_the_state():
     assert torch.equal(step.args["conv_state"], before)
 
 
+@pytest.mark.parametrize("indices,pattern", [
+    ([2, -1, 2], r"conv_state_indices\[0\] = conv_state_indices\[2\] = 2: two batch elements "
+                 r"would update the same state row"),
+    ([3, 0, 0], r"conv_state_indices\[1\] = conv_state_indices\[2\] = 0"),
+], ids=["apart", "adjacent"])
+def test_cpu_rejects_duplicate_indices(indices, pattern):
+    """Two batch elements picking one conv_state row would race (parallel_for units, CUDA
+    threads): the CPU op, which reads the indices on the host anyway, refuses them before
+    touching the state."""
+    step = make_conv_step("cpu", batch=3, L=2, state_rows=4)
+    before = step.args["conv_state"].clone()
+    args = dict(step.args, conv_state_indices=torch.tensor(indices, dtype=torch.int32))
+    with pytest.raises(ValueError, match=pattern):
+        mvscan.causal_conv1d_update(**args)
+    with pytest.raises(ValueError, match=pattern):  # the operator itself, no Python wrapper
+        torch.ops.mvscan.causal_conv1d_update(args["x"], args["conv_state"], args["weight"],
+                                              args["bias"], True, None,
+                                              args["conv_state_indices"])
+    assert torch.equal(step.args["conv_state"], before)
+    with pytest.raises(ValueError, match="must not repeat a non-negative index"):
+        mvscan.causal_conv1d_update_ref(**args)
+    assert torch.equal(step.args["conv_state"], before)
+
+
+@backends.over()
+def test_repeated_padding_indices_are_fine(backend):
+    """Only real rows must be distinct: several padding rows (-1) give 0 and touch nothing."""
+    step = make_conv_step(backend, batch=4, L=3, K=4, S=5, state_rows=6, circular=True)
+    idx = torch.tensor([-1, 4, -1, 1], dtype=torch.int32)
+    step.dense["conv_state_indices"] = idx
+    step.args["conv_state_indices"] = to_backend(backend, idx)
+    check_conv_step(backend, step, FLOAT64_TOL)
+
+
 @pytest.mark.parametrize("circular,gather", [(False, False), (True, True), (False, True)])
 def test_reference_matches_oracle(circular, gather):
     """The pure-PyTorch reference (the fallback) against the oracle, L = 1 and past state_len."""
@@ -450,3 +484,4 @@ def test_cuda_graph_capture():
     torch.cuda.synchronize()
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(a["conv_state"], expected_state)
+

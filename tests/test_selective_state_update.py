@@ -347,6 +347,38 @@ def test_cpu_rejects_an_index_past_the_state():
     assert torch.equal(step.args["state"], before)
 
 
+@pytest.mark.parametrize("indices,pattern", [
+    ([2, -1, 2], r"state_batch_indices\[0\] = state_batch_indices\[2\] = 2: two batch elements "
+                 r"would update the same state row"),
+    ([3, 0, 0], r"state_batch_indices\[1\] = state_batch_indices\[2\] = 0"),
+], ids=["apart", "adjacent"])
+def test_cpu_rejects_duplicate_indices(indices, pattern):
+    """Two batch elements picking one state row would race (parallel_for units, CUDA rows):
+    the CPU op, which reads the indices on the host anyway, refuses them before touching the
+    state."""
+    step = make_step(LAYOUTS["4d-groups"], "cpu", batch=3, dim=4, N=8, state_rows=4)
+    before = step.args["state"].clone()
+    idx = torch.tensor(indices, dtype=torch.int32)
+    with pytest.raises(ValueError, match=pattern):
+        mvscan.selective_state_update(**step.args, state_batch_indices=idx)
+    with pytest.raises(ValueError, match=pattern):  # the operator itself, no Python wrapper
+        a = step.args
+        torch.ops.mvscan.selective_state_update(a["state"], a["x"], a["dt"], a["A"], a["B"],
+                                                a["C"], a["D"], a["z"], a["dt_bias"], True, idx)
+    assert torch.equal(step.args["state"], before)
+    with pytest.raises(ValueError, match="must not repeat a non-negative index"):
+        mvscan.selective_state_update_ref(**step.args, state_batch_indices=idx)
+    assert torch.equal(step.args["state"], before)
+
+
+@backends.over()
+def test_repeated_padding_indices_are_fine(backend):
+    """Only real rows must be distinct: several padding rows (-1) give 0 and touch nothing."""
+    step = make_step(LAYOUTS["4d-groups"], backend, batch=4, dim=5, N=16, state_rows=6)
+    step.indices = torch.tensor([-1, 4, -1, 1], dtype=torch.int32)
+    check_step(backend, step, REL_TOL[torch.float64], REL_TOL[torch.float64])
+
+
 def test_reference_matches_oracle():
     """The pure-PyTorch reference (the fallback) on the oracle's grid, in float64."""
     for (name, layout), gather in itertools.product(LAYOUTS.items(), (False, True)):

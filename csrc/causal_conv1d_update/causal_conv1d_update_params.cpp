@@ -97,8 +97,8 @@ CausalConv1dUpdateParams make_causal_conv1d_update_params(
   const IndexVector idx =
       check_index_vector(conv_state_indices, x, batch, kOpName, "conv_state_indices");
   if (check_index_values && conv_state_indices.has_value()) {
-    check_index_values_below(*conv_state_indices, p.state_rows, kOpName, "conv_state_indices",
-                             "conv_state.shape[0]");
+    check_state_row_indices(*conv_state_indices, p.state_rows, kOpName, "conv_state_indices",
+                            "conv_state.shape[0]");
   }
   p.conv_state_indices = idx.data;
   p.conv_state_indices_stride = idx.stride;

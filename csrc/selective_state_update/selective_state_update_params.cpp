@@ -154,8 +154,8 @@ SelectiveStateUpdateParams make_selective_state_update_params(
   const IndexVector idx =
       check_index_vector(state_batch_indices, x, batch, kOpName, "state_batch_indices");
   if (check_index_values && state_batch_indices.has_value()) {
-    check_index_values_below(*state_batch_indices, p.state_rows, kOpName, "state_batch_indices",
-                             "state.shape[0]");
+    check_state_row_indices(*state_batch_indices, p.state_rows, kOpName, "state_batch_indices",
+                            "state.shape[0]");
   }
   p.state_batch_indices = idx.data;
   p.state_batch_indices_stride = idx.stride;
