@@ -56,8 +56,10 @@ def selective_state_update(
 
     Args:
         state: (batch, dim, N) or (batch, heads, dim, N); float32, float16 or bfloat16 (float64
-            with float64 x). Updated in place. With state_batch_indices its first dimension may
-            be larger than batch (a cache of rows).
+            with float64 x). Updated in place, so its elements must not share memory with each
+            other (an expanded view) or with another argument: the CPU and CUDA kernels raise
+            a ValueError otherwise (a check of strides and storage ranges, no sync). With
+            state_batch_indices its first dimension may be larger than batch (a cache of rows).
         x: (batch, dim) or (batch, heads, dim); float32 / float16 / bfloat16 (float64 too).
         dt: like x, in x's dtype: step sizes before dt_bias and softplus.
         A: (dim, N) or (heads, dim, N), float32 or x's dtype; N from 1 to 256.
@@ -122,10 +124,13 @@ def causal_conv1d_update(
     Args:
         x: (batch, dim) for one step or (batch, dim, L); float32 / float16 / bfloat16 (float64
             too).
-        conv_state: (batch, dim, state_len) in x's dtype, state_len >= K - 1; updated in place.
-            Without cache_seqlens it holds the last state_len inputs, oldest first, and becomes
-            the last state_len steps of (conv_state, x). With conv_state_indices its first
-            dimension may be larger than batch (a cache of rows).
+        conv_state: (batch, dim, state_len) in x's dtype, state_len >= K - 1; updated in place,
+            so its elements must not share memory with each other (an expanded view) or with
+            another argument: the CPU and CUDA kernels raise a ValueError otherwise (a check of
+            strides and storage ranges, no sync). Without cache_seqlens it holds the last
+            state_len inputs, oldest first, and becomes the last state_len steps of
+            (conv_state, x). With conv_state_indices its first dimension may be larger than
+            batch (a cache of rows).
         weight: (dim, K) (or nn.Conv1d's (dim, 1, K)), float32 or x's dtype; K from 1 to 32.
         bias: (dim,), float32 or x's dtype, or None.
         activation: None, or "silu" / "swish" (the same). causal-conv1d refuses anything else,

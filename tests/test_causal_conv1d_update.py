@@ -331,6 +331,35 @@ def test_repeated_padding_indices_are_fine(backend):
     check_conv_step(backend, step, FLOAT64_TOL)
 
 
+def overlapping_state_cases(backend: str):
+    """(name, args of a valid step with conv_state or an input replaced, error pattern): a
+    conv_state whose rows share memory, and one sharing memory with an input (both dense, so
+    PyTorch can tell)."""
+    a = make_conv_step(backend, batch=3, dim=4, L=2, K=4, S=5, dtype=torch.float32).args
+    state = a["conv_state"]
+    flat = state.view(-1)
+    return [
+        ("expanded conv_state", dict(a, conv_state=state[:, :1].expand(state.shape)),
+         r"conv_state has elements that share memory"),
+        ("x inside conv_state", dict(a, x=flat[3:3 + a["x"].numel()].view(a["x"].shape)),
+         r"conv_state and x overlap in memory"),
+        ("weight inside conv_state", dict(a, weight=flat[-16:].view(4, 4)),
+         r"conv_state and weight overlap in memory"),
+    ]
+
+
+@backends.over()
+def test_overlapping_state_is_rejected(backend):
+    """conv_state is updated in place: rows writing one memory location, or a state that writes
+    into an input being read, are refused (ValueError naming the argument) on every backend,
+    from strides and storage ranges alone (no sync), and nothing is written."""
+    for name, args, pattern in overlapping_state_cases(backend):
+        before = args["conv_state"].cpu().clone()
+        with pytest.raises(ValueError, match=pattern):
+            backends.causal_conv1d_update(backend)(**args)
+        assert torch.equal(args["conv_state"].cpu(), before), name
+
+
 @pytest.mark.parametrize("circular,gather", [(False, False), (True, True), (False, True)])
 def test_reference_matches_oracle(circular, gather):
     """The pure-PyTorch reference (the fallback) against the oracle, L = 1 and past state_len."""

@@ -379,6 +379,38 @@ def test_repeated_padding_indices_are_fine(backend):
     check_step(backend, step, REL_TOL[torch.float64], REL_TOL[torch.float64])
 
 
+def overlapping_state_cases(backend: str):
+    """(name, args of a valid step with `state` or an input replaced, error pattern): a state
+    whose rows share memory, and a state sharing memory with an input (both dense, so PyTorch
+    can tell)."""
+    step = make_step(LAYOUTS["4d-groups"], backend, batch=3, dim=4, N=8, dtype=torch.float32)
+    a = step.args
+    state, x = a["state"], a["x"]
+    flat = state.view(-1)
+    return [
+        ("expanded state", dict(a, state=state[:1].expand(state.shape)),
+         r"state has elements that share memory"),
+        ("x inside state", dict(a, x=flat[5:5 + x.numel()].view(x.shape)),
+         r"state and x overlap in memory"),
+        ("B inside state", dict(a, B=flat[:a["B"].numel()].view(a["B"].shape)),
+         r"state and B overlap in memory"),
+        ("dt_bias inside state", dict(a, dt_bias=flat[-a["dt_bias"].numel():].view(4, 4)),
+         r"state and dt_bias overlap in memory"),
+    ]
+
+
+@backends.over()
+def test_overlapping_state_is_rejected(backend):
+    """The state is updated in place: rows writing one memory location, or a state that writes
+    into an input being read, are refused (ValueError naming the argument) on every backend,
+    from strides and storage ranges alone (no sync), and nothing is written."""
+    for name, args, pattern in overlapping_state_cases(backend):
+        before = args["state"].cpu().clone()
+        with pytest.raises(ValueError, match=pattern):
+            backends.selective_state_update(backend)(**args, dt_softplus=True)
+        assert torch.equal(args["state"].cpu(), before), name
+
+
 def test_reference_matches_oracle():
     """The pure-PyTorch reference (the fallback) on the oracle's grid, in float64."""
     for (name, layout), gather in itertools.product(LAYOUTS.items(), (False, True)):

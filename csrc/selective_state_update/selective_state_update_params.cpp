@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/dtype_dispatch.h"
+#include "common/in_place.h"
 #include "common/outputs.h"
 #include "common/state_indices.h"
 #include "selective_scan/selective_scan.h"  // kMaxDState
@@ -157,6 +158,14 @@ SelectiveStateUpdateParams make_selective_state_update_params(
     check_state_row_indices(*state_batch_indices, p.state_rows, kOpName, "state_batch_indices",
                             "state.shape[0]");
   }
+  // The state is updated in place: its rows must not share memory with each other or with an
+  // input (host-only checks of strides and storage ranges).
+  check_no_internal_overlap(state, kOpName, "state");
+  check_no_overlap_with_state(
+      state, kOpName, "state",
+      {{"x", x}, {"dt", dt}, {"A", A}, {"B", B}, {"C", C}, {"D", or_undefined(D)},
+       {"z", or_undefined(z)}, {"dt_bias", or_undefined(dt_bias)},
+       {"state_batch_indices", or_undefined(state_batch_indices)}});
   p.state_batch_indices = idx.data;
   p.state_batch_indices_stride = idx.stride;
 
