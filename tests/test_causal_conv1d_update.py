@@ -130,11 +130,11 @@ def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = ""):
 
 # --- against the oracle ------------------------------------------------------------------------
 
-def grid(Ks, Ls, indices):
-    """(K, S, L, circular, indices) with S = K - 1 and K + 2, and a circular state of at least
-    one slot."""
+def grid(Ks, Ls, indices, extras=(0, 3)):
+    """(K, S, L, circular, indices) with S = K - 1 + each of `extras` (K - 1 and K + 2 by
+    default), and a circular state of at least one slot."""
     cases = []
-    for K, extra, L, circular, idx in itertools.product(Ks, (0, 3), Ls, (False, True), indices):
+    for K, extra, L, circular, idx in itertools.product(Ks, extras, Ls, (False, True), indices):
         S = K - 1 + extra
         if circular and S == 0:
             S = 1
@@ -149,8 +149,11 @@ def grid_id(K, S, L, circular, idx):
 
 @backends.parametrize("K,S,L,circular,indices", {
     "cpu": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather")),
-    "cuda": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather")),
-    "emulated-cuda": grid((1, 4, 32), (None, 3, 40), ("gather",))}, id=grid_id)
+    "cuda": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather"), extras=(0, 1, 3)),
+    # K 1 and 4: the kernel's small register window (4 taps), partly and wholly used; 5 and
+    # 32: the large one (32 taps). S = K: mamba_ssm's conv state, rewritten from registers.
+    "emulated-cuda": grid((1, 4, 5, 32), (None, 3, 40), ("gather",), extras=(0, 1, 3))},
+    id=grid_id)
 def test_float64_against_oracle(backend, K, S, L, circular, indices):
     """Exact (to float64 rounding; the state bit-exact) with and without bias and SiLU, x
     contiguous or channels-fastest, the CPU cycling through its instruction-set builds; with

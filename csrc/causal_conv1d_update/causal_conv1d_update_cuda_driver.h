@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 
 #include "causal_conv1d_update/causal_conv1d_update_cuda_kernels.cuh"
 #include "causal_conv1d_update/causal_conv1d_update_params.h"
@@ -17,7 +18,8 @@
 namespace mvscan {
 namespace cuda {
 
-// launch(tag, p, blocks) runs causal_conv1d_update_kernel on `blocks` blocks of
+// launch(tag, width_cap, p, blocks) runs causal_conv1d_update_kernel<input_t, width_cap> (width_cap
+// a std::integral_constant<int, ...>: conv_update_width_cap(K)) on `blocks` blocks of
 // kConvUpdateThreads threads. Nothing here reads device memory or allocates beyond out, so the
 // op can be captured in a CUDA graph.
 template <typename Launch>
@@ -37,8 +39,13 @@ at::Tensor causal_conv1d_update_driver(const at::Tensor& x, const at::Tensor& co
   // The kernel strides over the rest: a grid this large already fills any GPU.
   const int64_t blocks = std::min<int64_t>((rows + kConvUpdateThreads - 1) / kConvUpdateThreads,
                                            int64_t(1) << 20);
-  dispatch_input_type(x.scalar_type(), "mvscan.causal_conv1d_update",
-                      [&](auto tag) { launch(tag, p, blocks); });
+  dispatch_input_type(x.scalar_type(), "mvscan.causal_conv1d_update", [&](auto tag) {
+    if (conv_update_width_cap(p.width) == kConvUpdateSmallWidthCap) {
+      launch(tag, std::integral_constant<int, kConvUpdateSmallWidthCap>{}, p, blocks);
+    } else {
+      launch(tag, std::integral_constant<int, kMaxConvWidth>{}, p, blocks);
+    }
+  });
   return out;
 }
 

@@ -19,12 +19,13 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, const at::Tensor& conv_stat
                                 const std::optional<at::Tensor>& conv_state_indices) {
   return causal_conv1d_update_driver(
       x, conv_state, weight, bias, silu, cache_seqlens, conv_state_indices,
-      [&](auto tag, const CausalConv1dUpdateParams& p, int64_t blocks) {
+      [&](auto tag, auto width_cap, const CausalConv1dUpdateParams& p, int64_t blocks) {
         const EmulatedDim3 grid{static_cast<unsigned>(blocks), 1, 1};
         for (int64_t blk = 0; blk < blocks; ++blk) {
           const EmulatedDim3 block{static_cast<unsigned>(blk), 0, 0};
-          cuda_emulator::run_block(kConvUpdateThreads, block, grid,
-                                   [&] { causal_conv1d_update_kernel<decltype(tag)>(p); });
+          cuda_emulator::run_block(kConvUpdateThreads, block, grid, [&] {
+            causal_conv1d_update_kernel<decltype(tag), decltype(width_cap)::value>(p);
+          });
         }
       });
 }
