@@ -134,6 +134,8 @@ SelectiveStateUpdateParams make_selective_state_update_params(
               &p.B_dstate_stride);
   describe_bc(C, "C", &p.C, &p.C_groups, &p.C_batch_stride, &p.C_group_stride,
               &p.C_dstate_stride);
+  p.B_heads_per_group = heads / p.B_groups;
+  p.C_heads_per_group = heads / p.C_groups;
 
   // D and dt_bias: (heads, dim), or (dim,) for a 3-d state.
   const auto describe_channel_param = [&](const std::optional<at::Tensor>& t, const char* name,
