@@ -88,13 +88,14 @@ def make_conv_step(backend: str, batch: int = 3, dim: int = 5, L: int | None = N
     return ConvStep(args, dense, strided)
 
 
-def run_conv_step(backend: str, step: ConvStep):
+def run_conv_step(backend: str, step: ConvStep, **extra):
     """(out, conv_state after, conv_state before) on the CPU. Checks that the state was updated
-    in place, and nothing else in its buffer was written."""
+    in place, and nothing else in its buffer was written. extra: further keyword arguments of
+    the backend's op (the emulation's max_blocks)."""
     state = step.args["conv_state"]
     before = state.cpu().clone()
     ptr = state.data_ptr()
-    out = backends.causal_conv1d_update(backend)(**step.args)
+    out = backends.causal_conv1d_update(backend)(**step.args, **extra)
     assert state.data_ptr() == ptr, "conv_state must be updated in place"
     if step.strided_state:
         assert torch.all(state._base[..., 1::2] == 7.0), "wrote outside the conv_state view"
@@ -112,8 +113,8 @@ def oracle_conv_step(step: ConvStep):
     return torch.from_numpy(out), torch.from_numpy(new)
 
 
-def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = ""):
-    out, state, before = run_conv_step(backend, step)
+def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = "", **extra):
+    out, state, before = run_conv_step(backend, step, **extra)
     ref_out, ref_state = oracle_conv_step(step)
     x = step.args["x"]
     assert out.shape == x.shape and out.dtype == x.dtype, what
@@ -126,6 +127,7 @@ def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = ""):
         kept[idx[idx >= 0].long()] = False
         assert torch.equal(state[kept], before[kept]), f"{what}: rows not picked changed"
         assert torch.all(out[idx < 0] == 0), f"{what}: padding rows give 0"
+    return out, state
 
 
 # --- against the oracle ------------------------------------------------------------------------
@@ -517,3 +519,23 @@ def test_cuda_graph_capture():
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(a["conv_state"], expected_state)
 
+
+# --- emulated CUDA only ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("K,L,circular", [(4, None, False), (4, 3, True), (5, 3, False),
+                                          (5, None, True)])
+def test_emulated_grid_stride_over_several_groups(K, L, circular):
+    """A grid of 1 or 2 blocks (the driver's cap, made small) strides over every group of 128
+    rows: several iterations per block and a partial last group (450 rows), rows picked by
+    indices with padding, both register windows (K 4 and 5). Exact against the oracle, and
+    bit-identical to the full grid."""
+    for max_blocks, seed in ((1, 0), (2, 1)):
+        step = make_conv_step("emulated-cuda", batch=3, dim=150, L=L, K=K, S=K + 1,
+                              circular=circular, state_rows=5, padding=True, seed=seed + K)
+        copy = dict(step.args, conv_state=step.args["conv_state"].clone())
+        full = run_conv_step("emulated-cuda", ConvStep(copy, step.dense, False))
+        out, state = check_conv_step("emulated-cuda", step, FLOAT64_TOL,
+                                     f"max_blocks {max_blocks}", max_blocks=max_blocks)
+        assert torch.equal(out, full[0]) and torch.equal(state, full[1])
+    with pytest.raises(ValueError, match=r"max_blocks must be in \[1, "):
+        run_conv_step("emulated-cuda", step, max_blocks=0)

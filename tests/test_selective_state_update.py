@@ -135,15 +135,16 @@ def make_step(layout: Layout, backend: str, batch: int = 2, dim: int = 5, N: int
     return Step(args, dense, softplus, indices, layout.strided)
 
 
-def run_step(backend: str, step: Step):
+def run_step(backend: str, step: Step, **extra):
     """(out, the state after the step, the state before it) on the CPU. Checks that the state
-    was updated in place, and nothing else in its buffer was written."""
+    was updated in place, and nothing else in its buffer was written. extra: further keyword
+    arguments of the backend's op (the emulation's max_blocks)."""
     state = step.args["state"]
     before = state.cpu().clone()
     ptr = state.data_ptr()
     idx = to_backend(backend, step.indices)
     out = backends.selective_state_update(backend)(
-        **step.args, dt_softplus=step.softplus, state_batch_indices=idx)
+        **step.args, dt_softplus=step.softplus, state_batch_indices=idx, **extra)
     assert state.data_ptr() == ptr, "the state must be updated in place"
     if step.strided_state:
         assert torch.all(state._base[..., 1::2] == 7.0), "wrote outside the state view"
@@ -158,8 +159,9 @@ def oracle_step(step: Step):
     return torch.from_numpy(out), torch.from_numpy(new)
 
 
-def check_step(backend: str, step: Step, tol_out: float, tol_state: float, what: str = ""):
-    out, state, before = run_step(backend, step)
+def check_step(backend: str, step: Step, tol_out: float, tol_state: float, what: str = "",
+               **extra):
+    out, state, before = run_step(backend, step, **extra)
     ref_out, ref_state = oracle_step(step)
     x = step.args["x"]
     assert out.shape == x.shape and out.dtype == x.dtype, what
@@ -587,6 +589,26 @@ def test_cuda_graph_capture():
 
 
 # --- emulated CUDA only ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("N", [5, 16, 40, 256])
+def test_emulated_grid_stride_over_several_groups(N):
+    """A grid of 1 or 2 blocks (the driver's cap, made small) strides over every group of rows:
+    several iterations per block, shuffles in each, a partial last group (84 rows, 128 / lanes
+    rows a group), rows picked by indices with padding. Exact against the oracle, and
+    bit-identical to the full grid."""
+    for max_blocks, seed in ((1, 0), (2, 1)):
+        step = make_step(LAYOUTS["4d-groups"], "emulated-cuda", batch=3, dim=7, N=N,
+                         state_rows=5, padding=True, seed=seed + N)
+        full = run_step("emulated-cuda", Step({k: (v.clone() if v is not None else None)
+                                               for k, v in step.args.items()}, step.dense,
+                                              step.softplus, step.indices, False))
+        out, state = check_step("emulated-cuda", step, REL_TOL[torch.float64],
+                                REL_TOL[torch.float64], f"max_blocks {max_blocks}",
+                                max_blocks=max_blocks)
+        assert torch.equal(out, full[0]) and torch.equal(state, full[1])
+    with pytest.raises(ValueError, match=r"max_blocks must be in \[1, "):
+        run_step("emulated-cuda", step, max_blocks=0)
+
 
 def test_emulated_results_do_not_depend_on_thread_order():
     """The row sums are shuffle butterflies: bit-identical whatever order the fibers run in."""

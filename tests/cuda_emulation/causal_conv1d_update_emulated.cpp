@@ -12,11 +12,13 @@ namespace cuda {
 namespace {
 
 // The kernel uses no shared memory and no barriers: blocks run one after another, threads as
-// fibers.
+// fibers. max_blocks: the driver's cap on the grid (None: the CUDA op's); a small one makes each
+// block stride over several groups of rows.
 at::Tensor causal_conv1d_update(const at::Tensor& x, const at::Tensor& conv_state,
                                 const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                 bool silu, const std::optional<at::Tensor>& cache_seqlens,
-                                const std::optional<at::Tensor>& conv_state_indices) {
+                                const std::optional<at::Tensor>& conv_state_indices,
+                                std::optional<int64_t> max_blocks) {
   return causal_conv1d_update_driver(
       x, conv_state, weight, bias, silu, cache_seqlens, conv_state_indices,
       [&](auto tag, auto width_cap, const CausalConv1dUpdateParams& p, int64_t blocks) {
@@ -27,7 +29,8 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, const at::Tensor& conv_stat
             causal_conv1d_update_kernel<decltype(tag), decltype(width_cap)::value>(p);
           });
         }
-      });
+      },
+      max_blocks.value_or(kConvUpdateMaxBlocks));
 }
 
 }  // namespace
@@ -36,5 +39,8 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, const at::Tensor& conv_stat
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
-  m.def("causal_conv1d_update", &mvscan::cuda::causal_conv1d_update);
+  m.def("causal_conv1d_update", &mvscan::cuda::causal_conv1d_update, py::arg("x"),
+        py::arg("conv_state"), py::arg("weight"), py::arg("bias"), py::arg("silu"),
+        py::arg("cache_seqlens"), py::arg("conv_state_indices"),
+        py::arg("max_blocks") = py::none());
 }
