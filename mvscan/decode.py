@@ -56,8 +56,10 @@ def selective_state_update(
 
     Args:
         state: (batch, dim, N) or (batch, heads, dim, N); float32, float16 or bfloat16 (float64
-            with float64 x). Updated in place. With state_batch_indices its first dimension may
-            be larger than batch (a cache of rows).
+            with float64 x). Updated in place, so its elements must not share memory with each
+            other (an expanded view) or with another argument: the CPU and CUDA kernels raise
+            a ValueError otherwise (a check of strides and storage ranges, no sync). With
+            state_batch_indices its first dimension may be larger than batch (a cache of rows).
         x: (batch, dim) or (batch, heads, dim); float32 / float16 / bfloat16 (float64 too).
         dt: like x, in x's dtype: step sizes before dt_bias and softplus.
         A: (dim, N) or (heads, dim, N), float32 or x's dtype; N from 1 to 256.
@@ -67,10 +69,12 @@ def selective_state_update(
         z: like x, or None: the gate, out *= silu(z).
         dt_softplus: apply softplus to dt + dt_bias.
         state_batch_indices: (batch,) int32, or None: the state row each batch element updates;
-            a negative index marks a padding row (out 0, no state touched). Indices of real rows
-            must be distinct and below state.shape[0]: the CPU kernel raises a ValueError
-            otherwise; the CUDA kernel, which cannot raise without a host sync, leaves the
-            state alone and writes NaN to that row's out.
+            a negative index marks a padding row (out 0, no state touched; padding may repeat).
+            The non-negative indices must be distinct and below state.shape[0]. On CPU, where
+            the indices are read on the host, the op raises a ValueError otherwise. On CUDA,
+            which cannot read them without a host sync, nothing is checked before the launch:
+            an index >= state.shape[0] leaves the state alone and writes NaN to that row's out,
+            and duplicate indices are undefined behaviour (two rows update one state at once).
 
     Returns:
         out shaped like x, in x's dtype.
@@ -120,10 +124,13 @@ def causal_conv1d_update(
     Args:
         x: (batch, dim) for one step or (batch, dim, L); float32 / float16 / bfloat16 (float64
             too).
-        conv_state: (batch, dim, state_len) in x's dtype, state_len >= K - 1; updated in place.
-            Without cache_seqlens it holds the last state_len inputs, oldest first, and becomes
-            the last state_len steps of (conv_state, x). With conv_state_indices its first
-            dimension may be larger than batch (a cache of rows).
+        conv_state: (batch, dim, state_len) in x's dtype, state_len >= K - 1; updated in place,
+            so its elements must not share memory with each other (an expanded view) or with
+            another argument: the CPU and CUDA kernels raise a ValueError otherwise (a check of
+            strides and storage ranges, no sync). Without cache_seqlens it holds the last
+            state_len inputs, oldest first, and becomes the last state_len steps of
+            (conv_state, x). With conv_state_indices its first dimension may be larger than
+            batch (a cache of rows).
         weight: (dim, K) (or nn.Conv1d's (dim, 1, K)), float32 or x's dtype; K from 1 to 32.
         bias: (dim,), float32 or x's dtype, or None.
         activation: None, or "silu" / "swish" (the same). causal-conv1d refuses anything else,
@@ -133,10 +140,13 @@ def causal_conv1d_update(
             conv_state[..., (p - K + 1 + j) mod state_len] for j = 0 .. K - 2, and x[t] is
             written at (p + t) mod state_len (the last state_len steps of x when L is longer).
         conv_state_indices: (batch,) int32, or None: the conv_state row each batch element
-            uses; a negative index marks a padding row (out 0, no state touched). Indices of
-            real rows must be distinct and below conv_state.shape[0]: the CPU kernel raises a
-            ValueError otherwise; the CUDA kernel, which cannot raise without a host sync,
-            leaves the state alone and writes NaN to that row's out.
+            uses; a negative index marks a padding row (out 0, no state touched; padding may
+            repeat). The non-negative indices must be distinct and below conv_state.shape[0].
+            On CPU, where the indices are read on the host, the op raises a ValueError
+            otherwise. On CUDA, which cannot read them without a host sync, nothing is checked
+            before the launch: an index >= conv_state.shape[0] leaves the state alone and writes
+            NaN to that row's out, and duplicate indices are undefined behaviour (two rows
+            update one state at once).
 
     Returns:
         out shaped like x, in x's dtype.

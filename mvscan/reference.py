@@ -233,6 +233,18 @@ def mamba_inner_ref(*args, **kwargs) -> Tensor:
     return compose_mamba_inner(causal_conv1d_ref, selective_scan_ref, *args, **kwargs)
 
 
+def _check_state_rows(op: str, name: str, idx: Tensor, rows_name: str, rows: int) -> None:
+    """The decode steps' row indices (negative: padding) must be below `rows` and, where not
+    negative, distinct (two batch elements would write one state row): ValueError otherwise,
+    as the CPU kernels raise. Reads the values (a host sync on a device)."""
+    if bool((idx >= rows).any()):
+        raise ValueError(f"{op}: {name} must be below {rows_name} = {rows}, got {idx.tolist()}")
+    real = idx[idx >= 0]
+    if torch.unique(real).numel() != real.numel():
+        raise ValueError(f"{op}: {name} must not repeat a non-negative index (two batch elements "
+                         f"would update the same state row), got {idx.tolist()}")
+
+
 def selective_state_update_ref(
     state: Tensor,
     x: Tensor,
@@ -274,9 +286,8 @@ def selective_state_update_ref(
         old = st
     else:
         idx = state_batch_indices.long()
-        if bool((idx >= st.shape[0]).any()):
-            raise ValueError("mvscan.selective_state_update: state_batch_indices must be below "
-                             f"state.shape[0] = {st.shape[0]}, got {idx.tolist()}")
+        _check_state_rows("mvscan.selective_state_update", "state_batch_indices", idx,
+                         "state.shape[0]", st.shape[0])
         valid = idx >= 0
         old = st[idx.clamp(min=0)]
     new = (old.to(acc) * torch.exp(step[..., None] * heads_view(A, 0).to(acc))
@@ -316,9 +327,8 @@ def causal_conv1d_update_ref(
         rows = conv_state
     else:
         idx = conv_state_indices.long()
-        if bool((idx >= conv_state.shape[0]).any()):
-            raise ValueError("mvscan.causal_conv1d_update: conv_state_indices must be below "
-                             f"conv_state.shape[0] = {conv_state.shape[0]}, got {idx.tolist()}")
+        _check_state_rows("mvscan.causal_conv1d_update", "conv_state_indices", idx,
+                         "conv_state.shape[0]", conv_state.shape[0])
         valid = idx >= 0
         rows = conv_state[idx.clamp(min=0)]
     if cache_seqlens is None:

@@ -248,9 +248,12 @@ def depthwise_conv1d(backend: str) -> Callable:
 # --- decode steps ------------------------------------------------------------------------------
 
 def _emulated_selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
-                                     dt_softplus=False, state_batch_indices=None):
+                                     dt_softplus=False, state_batch_indices=None,
+                                     max_blocks=None):
+    """max_blocks: a cap on the emulated grid (None: the CUDA op's), so that each block strides
+    over several groups of rows."""
     return emulation("selective_state_update").selective_state_update(
-        state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices)
+        state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, max_blocks)
 
 
 def selective_state_update(backend: str) -> Callable:
@@ -261,11 +264,12 @@ def selective_state_update(backend: str) -> Callable:
 
 
 def _emulated_causal_conv1d_update(x, conv_state, weight, bias=None, activation=None,
-                                   cache_seqlens=None, conv_state_indices=None):
+                                   cache_seqlens=None, conv_state_indices=None, max_blocks=None):
+    """max_blocks: as for _emulated_selective_state_update."""
     assert activation in mvscan.decode.CONV_ACTIVATIONS, activation
     return emulation("causal_conv1d_update").causal_conv1d_update(
         x, conv_state, weight.reshape(weight.shape[0], weight.shape[-1]), bias,
-        activation is not None, cache_seqlens, conv_state_indices)
+        activation is not None, cache_seqlens, conv_state_indices, max_blocks)
 
 
 def causal_conv1d_update(backend: str) -> Callable:

@@ -88,13 +88,14 @@ def make_conv_step(backend: str, batch: int = 3, dim: int = 5, L: int | None = N
     return ConvStep(args, dense, strided)
 
 
-def run_conv_step(backend: str, step: ConvStep):
+def run_conv_step(backend: str, step: ConvStep, **extra):
     """(out, conv_state after, conv_state before) on the CPU. Checks that the state was updated
-    in place, and nothing else in its buffer was written."""
+    in place, and nothing else in its buffer was written. extra: further keyword arguments of
+    the backend's op (the emulation's max_blocks)."""
     state = step.args["conv_state"]
     before = state.cpu().clone()
     ptr = state.data_ptr()
-    out = backends.causal_conv1d_update(backend)(**step.args)
+    out = backends.causal_conv1d_update(backend)(**step.args, **extra)
     assert state.data_ptr() == ptr, "conv_state must be updated in place"
     if step.strided_state:
         assert torch.all(state._base[..., 1::2] == 7.0), "wrote outside the conv_state view"
@@ -112,8 +113,8 @@ def oracle_conv_step(step: ConvStep):
     return torch.from_numpy(out), torch.from_numpy(new)
 
 
-def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = ""):
-    out, state, before = run_conv_step(backend, step)
+def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = "", **extra):
+    out, state, before = run_conv_step(backend, step, **extra)
     ref_out, ref_state = oracle_conv_step(step)
     x = step.args["x"]
     assert out.shape == x.shape and out.dtype == x.dtype, what
@@ -126,15 +127,16 @@ def check_conv_step(backend: str, step: ConvStep, tol: float, what: str = ""):
         kept[idx[idx >= 0].long()] = False
         assert torch.equal(state[kept], before[kept]), f"{what}: rows not picked changed"
         assert torch.all(out[idx < 0] == 0), f"{what}: padding rows give 0"
+    return out, state
 
 
 # --- against the oracle ------------------------------------------------------------------------
 
-def grid(Ks, Ls, indices):
-    """(K, S, L, circular, indices) with S = K - 1 and K + 2, and a circular state of at least
-    one slot."""
+def grid(Ks, Ls, indices, extras=(0, 3)):
+    """(K, S, L, circular, indices) with S = K - 1 + each of `extras` (K - 1 and K + 2 by
+    default), and a circular state of at least one slot."""
     cases = []
-    for K, extra, L, circular, idx in itertools.product(Ks, (0, 3), Ls, (False, True), indices):
+    for K, extra, L, circular, idx in itertools.product(Ks, extras, Ls, (False, True), indices):
         S = K - 1 + extra
         if circular and S == 0:
             S = 1
@@ -149,8 +151,11 @@ def grid_id(K, S, L, circular, idx):
 
 @backends.parametrize("K,S,L,circular,indices", {
     "cpu": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather")),
-    "cuda": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather")),
-    "emulated-cuda": grid((1, 4, 32), (None, 3, 40), ("gather",))}, id=grid_id)
+    "cuda": grid((1, 2, 4, 5, 32), (None, 1, 3, 40), ("none", "gather"), extras=(0, 1, 3)),
+    # K 1 and 4: the kernel's small register window (4 taps), partly and wholly used; 5 and
+    # 32: the large one (32 taps). S = K: mamba_ssm's conv state, rewritten from registers.
+    "emulated-cuda": grid((1, 4, 5, 32), (None, 3, 40), ("gather",), extras=(0, 1, 3))},
+    id=grid_id)
 def test_float64_against_oracle(backend, K, S, L, circular, indices):
     """Exact (to float64 rounding; the state bit-exact) with and without bias and SiLU, x
     contiguous or channels-fastest, the CPU cycling through its instruction-set builds; with
@@ -295,6 +300,69 @@ def test_cpu_rejects_an_index_past_the_state():
         mvscan.causal_conv1d_update(**dict(step.args, conv_state_indices=torch.tensor(
             [0, 4], dtype=torch.int32)))
     assert torch.equal(step.args["conv_state"], before)
+
+
+@pytest.mark.parametrize("indices,pattern", [
+    ([2, -1, 2], r"conv_state_indices\[0\] = conv_state_indices\[2\] = 2: two batch elements "
+                 r"would update the same state row"),
+    ([3, 0, 0], r"conv_state_indices\[1\] = conv_state_indices\[2\] = 0"),
+], ids=["apart", "adjacent"])
+def test_cpu_rejects_duplicate_indices(indices, pattern):
+    """Two batch elements picking one conv_state row would race (parallel_for units, CUDA
+    threads): the CPU op, which reads the indices on the host anyway, refuses them before
+    touching the state."""
+    step = make_conv_step("cpu", batch=3, L=2, state_rows=4)
+    before = step.args["conv_state"].clone()
+    args = dict(step.args, conv_state_indices=torch.tensor(indices, dtype=torch.int32))
+    with pytest.raises(ValueError, match=pattern):
+        mvscan.causal_conv1d_update(**args)
+    with pytest.raises(ValueError, match=pattern):  # the operator itself, no Python wrapper
+        torch.ops.mvscan.causal_conv1d_update(args["x"], args["conv_state"], args["weight"],
+                                              args["bias"], True, None,
+                                              args["conv_state_indices"])
+    assert torch.equal(step.args["conv_state"], before)
+    with pytest.raises(ValueError, match="must not repeat a non-negative index"):
+        mvscan.causal_conv1d_update_ref(**args)
+    assert torch.equal(step.args["conv_state"], before)
+
+
+@backends.over()
+def test_repeated_padding_indices_are_fine(backend):
+    """Only real rows must be distinct: several padding rows (-1) give 0 and touch nothing."""
+    step = make_conv_step(backend, batch=4, L=3, K=4, S=5, state_rows=6, circular=True)
+    idx = torch.tensor([-1, 4, -1, 1], dtype=torch.int32)
+    step.dense["conv_state_indices"] = idx
+    step.args["conv_state_indices"] = to_backend(backend, idx)
+    check_conv_step(backend, step, FLOAT64_TOL)
+
+
+def overlapping_state_cases(backend: str):
+    """(name, args of a valid step with conv_state or an input replaced, error pattern): a
+    conv_state whose rows share memory, and one sharing memory with an input (both dense, so
+    PyTorch can tell)."""
+    a = make_conv_step(backend, batch=3, dim=4, L=2, K=4, S=5, dtype=torch.float32).args
+    state = a["conv_state"]
+    flat = state.view(-1)
+    return [
+        ("expanded conv_state", dict(a, conv_state=state[:, :1].expand(state.shape)),
+         r"conv_state has elements that share memory"),
+        ("x inside conv_state", dict(a, x=flat[3:3 + a["x"].numel()].view(a["x"].shape)),
+         r"conv_state and x overlap in memory"),
+        ("weight inside conv_state", dict(a, weight=flat[-16:].view(4, 4)),
+         r"conv_state and weight overlap in memory"),
+    ]
+
+
+@backends.over()
+def test_overlapping_state_is_rejected(backend):
+    """conv_state is updated in place: rows writing one memory location, or a state that writes
+    into an input being read, are refused (ValueError naming the argument) on every backend,
+    from strides and storage ranges alone (no sync), and nothing is written."""
+    for name, args, pattern in overlapping_state_cases(backend):
+        before = args["conv_state"].cpu().clone()
+        with pytest.raises(ValueError, match=pattern):
+            backends.causal_conv1d_update(backend)(**args)
+        assert torch.equal(args["conv_state"].cpu(), before), name
 
 
 @pytest.mark.parametrize("circular,gather", [(False, False), (True, True), (False, True)])
@@ -450,3 +518,24 @@ def test_cuda_graph_capture():
     torch.cuda.synchronize()
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(a["conv_state"], expected_state)
+
+
+# --- emulated CUDA only ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("K,L,circular", [(4, None, False), (4, 3, True), (5, 3, False),
+                                          (5, None, True)])
+def test_emulated_grid_stride_over_several_groups(K, L, circular):
+    """A grid of 1 or 2 blocks (the driver's cap, made small) strides over every group of 128
+    rows: several iterations per block and a partial last group (450 rows), rows picked by
+    indices with padding, both register windows (K 4 and 5). Exact against the oracle, and
+    bit-identical to the full grid."""
+    for max_blocks, seed in ((1, 0), (2, 1)):
+        step = make_conv_step("emulated-cuda", batch=3, dim=150, L=L, K=K, S=K + 1,
+                              circular=circular, state_rows=5, padding=True, seed=seed + K)
+        copy = dict(step.args, conv_state=step.args["conv_state"].clone())
+        full = run_conv_step("emulated-cuda", ConvStep(copy, step.dense, False))
+        out, state = check_conv_step("emulated-cuda", step, FLOAT64_TOL,
+                                     f"max_blocks {max_blocks}", max_blocks=max_blocks)
+        assert torch.equal(out, full[0]) and torch.equal(state, full[1])
+    with pytest.raises(ValueError, match=r"max_blocks must be in \[1, "):
+        run_conv_step("emulated-cuda", step, max_blocks=0)

@@ -57,3 +57,18 @@ def test_every_kernel_of_the_built_extension():
         assert s.innermost_loops, s.name
     scan = [s for s in stats if "selective_scan" in s.name]
     assert all(s.stack_bytes == 0 and s.local_bytes == 0 for s in scan)
+
+
+@pytest.mark.skipif("cuda" not in mvscan.KERNEL_DEVICES, reason="extension built without CUDA")
+@pytest.mark.skipif(sass_stats.find_cuobjdump() is None, reason="no cuobjdump")
+def test_decode_step_kernels_keep_their_arrays_in_registers():
+    """The decode steps hold per-lane arrays (the state update: its states' exp(dt A), dt x B, C
+    and h; the conv update: K weights and the window, over a compile-time width with every loop
+    unrolled): none may go to the stack or local memory. The conv update is compiled for two
+    widths (4 and 32) per dtype."""
+    stats = sass_stats.kernel_stats(sass_stats.find_extension(), "sm_90")
+    conv = [s for s in stats if "causal_conv1d_update_kernel" in s.name]
+    state = [s for s in stats if "selective_state_update_kernel" in s.name]
+    assert len(conv) == 2 * len(mvscan.INPUT_DTYPES) and state
+    for s in conv + state:
+        assert s.stack_bytes == 0 and s.local_bytes == 0, s.name

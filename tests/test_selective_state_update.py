@@ -135,15 +135,16 @@ def make_step(layout: Layout, backend: str, batch: int = 2, dim: int = 5, N: int
     return Step(args, dense, softplus, indices, layout.strided)
 
 
-def run_step(backend: str, step: Step):
+def run_step(backend: str, step: Step, **extra):
     """(out, the state after the step, the state before it) on the CPU. Checks that the state
-    was updated in place, and nothing else in its buffer was written."""
+    was updated in place, and nothing else in its buffer was written. extra: further keyword
+    arguments of the backend's op (the emulation's max_blocks)."""
     state = step.args["state"]
     before = state.cpu().clone()
     ptr = state.data_ptr()
     idx = to_backend(backend, step.indices)
     out = backends.selective_state_update(backend)(
-        **step.args, dt_softplus=step.softplus, state_batch_indices=idx)
+        **step.args, dt_softplus=step.softplus, state_batch_indices=idx, **extra)
     assert state.data_ptr() == ptr, "the state must be updated in place"
     if step.strided_state:
         assert torch.all(state._base[..., 1::2] == 7.0), "wrote outside the state view"
@@ -158,8 +159,9 @@ def oracle_step(step: Step):
     return torch.from_numpy(out), torch.from_numpy(new)
 
 
-def check_step(backend: str, step: Step, tol_out: float, tol_state: float, what: str = ""):
-    out, state, before = run_step(backend, step)
+def check_step(backend: str, step: Step, tol_out: float, tol_state: float, what: str = "",
+               **extra):
+    out, state, before = run_step(backend, step, **extra)
     ref_out, ref_state = oracle_step(step)
     x = step.args["x"]
     assert out.shape == x.shape and out.dtype == x.dtype, what
@@ -347,6 +349,70 @@ def test_cpu_rejects_an_index_past_the_state():
     assert torch.equal(step.args["state"], before)
 
 
+@pytest.mark.parametrize("indices,pattern", [
+    ([2, -1, 2], r"state_batch_indices\[0\] = state_batch_indices\[2\] = 2: two batch elements "
+                 r"would update the same state row"),
+    ([3, 0, 0], r"state_batch_indices\[1\] = state_batch_indices\[2\] = 0"),
+], ids=["apart", "adjacent"])
+def test_cpu_rejects_duplicate_indices(indices, pattern):
+    """Two batch elements picking one state row would race (parallel_for units, CUDA rows):
+    the CPU op, which reads the indices on the host anyway, refuses them before touching the
+    state."""
+    step = make_step(LAYOUTS["4d-groups"], "cpu", batch=3, dim=4, N=8, state_rows=4)
+    before = step.args["state"].clone()
+    idx = torch.tensor(indices, dtype=torch.int32)
+    with pytest.raises(ValueError, match=pattern):
+        mvscan.selective_state_update(**step.args, state_batch_indices=idx)
+    with pytest.raises(ValueError, match=pattern):  # the operator itself, no Python wrapper
+        a = step.args
+        torch.ops.mvscan.selective_state_update(a["state"], a["x"], a["dt"], a["A"], a["B"],
+                                                a["C"], a["D"], a["z"], a["dt_bias"], True, idx)
+    assert torch.equal(step.args["state"], before)
+    with pytest.raises(ValueError, match="must not repeat a non-negative index"):
+        mvscan.selective_state_update_ref(**step.args, state_batch_indices=idx)
+    assert torch.equal(step.args["state"], before)
+
+
+@backends.over()
+def test_repeated_padding_indices_are_fine(backend):
+    """Only real rows must be distinct: several padding rows (-1) give 0 and touch nothing."""
+    step = make_step(LAYOUTS["4d-groups"], backend, batch=4, dim=5, N=16, state_rows=6)
+    step.indices = torch.tensor([-1, 4, -1, 1], dtype=torch.int32)
+    check_step(backend, step, REL_TOL[torch.float64], REL_TOL[torch.float64])
+
+
+def overlapping_state_cases(backend: str):
+    """(name, args of a valid step with `state` or an input replaced, error pattern): a state
+    whose rows share memory, and a state sharing memory with an input (both dense, so PyTorch
+    can tell)."""
+    step = make_step(LAYOUTS["4d-groups"], backend, batch=3, dim=4, N=8, dtype=torch.float32)
+    a = step.args
+    state, x = a["state"], a["x"]
+    flat = state.view(-1)
+    return [
+        ("expanded state", dict(a, state=state[:1].expand(state.shape)),
+         r"state has elements that share memory"),
+        ("x inside state", dict(a, x=flat[5:5 + x.numel()].view(x.shape)),
+         r"state and x overlap in memory"),
+        ("B inside state", dict(a, B=flat[:a["B"].numel()].view(a["B"].shape)),
+         r"state and B overlap in memory"),
+        ("dt_bias inside state", dict(a, dt_bias=flat[-a["dt_bias"].numel():].view(4, 4)),
+         r"state and dt_bias overlap in memory"),
+    ]
+
+
+@backends.over()
+def test_overlapping_state_is_rejected(backend):
+    """The state is updated in place: rows writing one memory location, or a state that writes
+    into an input being read, are refused (ValueError naming the argument) on every backend,
+    from strides and storage ranges alone (no sync), and nothing is written."""
+    for name, args, pattern in overlapping_state_cases(backend):
+        before = args["state"].cpu().clone()
+        with pytest.raises(ValueError, match=pattern):
+            backends.selective_state_update(backend)(**args, dt_softplus=True)
+        assert torch.equal(args["state"].cpu(), before), name
+
+
 def test_reference_matches_oracle():
     """The pure-PyTorch reference (the fallback) on the oracle's grid, in float64."""
     for (name, layout), gather in itertools.product(LAYOUTS.items(), (False, True)):
@@ -523,6 +589,26 @@ def test_cuda_graph_capture():
 
 
 # --- emulated CUDA only ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("N", [5, 16, 40, 256])
+def test_emulated_grid_stride_over_several_groups(N):
+    """A grid of 1 or 2 blocks (the driver's cap, made small) strides over every group of rows:
+    several iterations per block, shuffles in each, a partial last group (84 rows, 128 / lanes
+    rows a group), rows picked by indices with padding. Exact against the oracle, and
+    bit-identical to the full grid."""
+    for max_blocks, seed in ((1, 0), (2, 1)):
+        step = make_step(LAYOUTS["4d-groups"], "emulated-cuda", batch=3, dim=7, N=N,
+                         state_rows=5, padding=True, seed=seed + N)
+        full = run_step("emulated-cuda", Step({k: (v.clone() if v is not None else None)
+                                               for k, v in step.args.items()}, step.dense,
+                                              step.softplus, step.indices, False))
+        out, state = check_step("emulated-cuda", step, REL_TOL[torch.float64],
+                                REL_TOL[torch.float64], f"max_blocks {max_blocks}",
+                                max_blocks=max_blocks)
+        assert torch.equal(out, full[0]) and torch.equal(state, full[1])
+    with pytest.raises(ValueError, match=r"max_blocks must be in \[1, "):
+        run_step("emulated-cuda", step, max_blocks=0)
+
 
 def test_emulated_results_do_not_depend_on_thread_order():
     """The row sums are shuffle butterflies: bit-identical whatever order the fibers run in."""

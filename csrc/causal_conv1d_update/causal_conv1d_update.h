@@ -43,6 +43,8 @@ struct CausalConv1dUpdateParams {
   // (batch,) int32 or nullptr: each batch element's state row; negative = padding (out 0,
   // state untouched). An index >= state_rows never reaches memory: the CPU op rejects it, the
   // CUDA kernel (which cannot raise without a host sync) writes NaN to the row's out instead.
+  // Two batch elements picking one row would race: the CPU op rejects duplicate non-negative
+  // indices; on CUDA (no host sync) they are undefined behaviour.
   const int32_t* conv_state_indices = nullptr;
   int64_t conv_state_indices_stride = 0;
 

@@ -20,8 +20,8 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, const at::Tensor& conv_stat
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return causal_conv1d_update_driver(
       x, conv_state, weight, bias, silu, cache_seqlens, conv_state_indices,
-      [&](auto tag, const CausalConv1dUpdateParams& p, int64_t blocks) {
-        causal_conv1d_update_kernel<decltype(tag)>
+      [&](auto tag, auto width_cap, const CausalConv1dUpdateParams& p, int64_t blocks) {
+        causal_conv1d_update_kernel<decltype(tag), decltype(width_cap)::value>
             <<<static_cast<unsigned>(blocks), kConvUpdateThreads, 0, stream>>>(p);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include "common/dtype_dispatch.h"
+#include "common/in_place.h"
 #include "common/outputs.h"
 #include "common/state_indices.h"
 
@@ -97,9 +98,17 @@ CausalConv1dUpdateParams make_causal_conv1d_update_params(
   const IndexVector idx =
       check_index_vector(conv_state_indices, x, batch, kOpName, "conv_state_indices");
   if (check_index_values && conv_state_indices.has_value()) {
-    check_index_values_below(*conv_state_indices, p.state_rows, kOpName, "conv_state_indices",
-                             "conv_state.shape[0]");
+    check_state_row_indices(*conv_state_indices, p.state_rows, kOpName, "conv_state_indices",
+                            "conv_state.shape[0]");
   }
+  // conv_state is updated in place: its rows must not share memory with each other or with an
+  // input (host-only checks of strides and storage ranges).
+  check_no_internal_overlap(conv_state, kOpName, "conv_state");
+  check_no_overlap_with_state(
+      conv_state, kOpName, "conv_state",
+      {{"x", x}, {"weight", weight}, {"bias", or_undefined(bias)},
+       {"cache_seqlens", or_undefined(cache_seqlens)},
+       {"conv_state_indices", or_undefined(conv_state_indices)}});
   p.conv_state_indices = idx.data;
   p.conv_state_indices_stride = idx.stride;
 

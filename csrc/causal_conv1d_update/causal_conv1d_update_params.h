@@ -11,9 +11,11 @@ namespace mvscan {
 
 // Validates the arguments (ValueError/TypeError naming the argument, what was expected and what
 // came), allocates out (x's shape and dtype, contiguous, NaN-poisoned when poisoning is on) and
-// describes everything. check_index_values: also check that every conv_state_indices value is
-// below conv_state.shape[0], which reads the indices on the host: the CPU op does, the CUDA
-// driver does not (a device tensor would need a synchronising copy; its kernel guards instead).
+// describes everything. conv_state must not overlap itself (a stride-0 expand) or an input
+// (ValueError; host-only checks). check_index_values: also check that the conv_state_indices
+// values are below conv_state.shape[0] and that the non-negative ones are distinct, which reads
+// them on the host: the CPU op does, the CUDA driver does not (a device tensor would need a
+// synchronising copy; its kernel guards the bound, and duplicates are undefined behaviour).
 CausalConv1dUpdateParams make_causal_conv1d_update_params(
     const at::Tensor& x, const at::Tensor& conv_state, const at::Tensor& weight,
     const std::optional<at::Tensor>& bias, bool silu,

@@ -18,9 +18,12 @@ struct IndexVector {
 IndexVector check_index_vector(const std::optional<at::Tensor>& t, const at::Tensor& x,
                                int64_t batch, const char* op, const char* name);
 
-// Raises a ValueError naming the first value >= rows (the state's rows it indexes). Reads the
-// values, so only for CPU tensors: on a GPU it would need a synchronising copy.
-void check_index_values_below(const at::Tensor& t, int64_t rows, const char* op,
-                              const char* name, const char* rows_name);
+// The values of a state-row index vector (negative = padding row): raises a ValueError naming
+// the first value >= rows (the state's rows it indexes), or the first two entries that pick the
+// same row (two batch elements updating one state row in place would race). Reads the values,
+// so only for CPU tensors: on a GPU it would need a synchronising copy, so the CUDA drivers leave
+// them unchecked (their kernels guard the bound; duplicates there are undefined behaviour).
+void check_state_row_indices(const at::Tensor& t, int64_t rows, const char* op,
+                             const char* name, const char* rows_name);
 
 }  // namespace mvscan

@@ -24,6 +24,9 @@ struct RowStrides {
 struct SelectiveStateUpdateParams {
   int64_t batch = 0, heads = 1, dim = 0, dstate = 0;
   int64_t B_groups = 1, C_groups = 1;  // each divides heads
+  // heads / B_groups and heads / C_groups: head h reads B group h / B_heads_per_group (computed
+  // on the host, so a kernel row does one division per group instead of two).
+  int64_t B_heads_per_group = 1, C_heads_per_group = 1;
   int64_t state_rows = 0;              // state.shape[0]: the rows state_batch_indices may pick
   bool dt_softplus = false;
   // A, D and dt_bias hold float32 or x's dtype (float32 parameters under autocast); x, dt, z, B
@@ -49,6 +52,8 @@ struct SelectiveStateUpdateParams {
   // (batch,) int32 or nullptr: the state row of each batch element; negative = padding (out 0,
   // state untouched). An index >= state_rows never reaches memory: the CPU op rejects it, the
   // CUDA kernel (which cannot raise without a host sync) writes NaN to the row's out instead.
+  // Two batch elements picking one row would race: the CPU op rejects duplicate non-negative
+  // indices; on CUDA (no host sync) they are undefined behaviour.
   const int32_t* state_batch_indices = nullptr;
   int64_t state_batch_indices_stride = 0;
 

@@ -16,9 +16,14 @@
 namespace mvscan {
 namespace cuda {
 
+// The grid's size cap: past it the kernel's grid-stride loop takes the rest. A grid this large
+// already fills any GPU.
+constexpr int64_t kStateUpdateMaxBlocks = int64_t(1) << 20;
+
 // launch(input_tag, state_tag, p, lanes, blocks) runs selective_state_update_kernel on `blocks`
-// blocks of kStateUpdateThreads threads. Nothing here reads device memory or allocates beyond
-// out, so the op can be captured in a CUDA graph.
+// blocks of kStateUpdateThreads threads, blocks <= max_blocks (the tests' emulation passes a
+// small cap so that each block strides over several groups of rows). Nothing here reads device
+// memory or allocates beyond out, so the op can be captured in a CUDA graph.
 template <typename Launch>
 at::Tensor selective_state_update_driver(const at::Tensor& state, const at::Tensor& x,
                                          const at::Tensor& dt, const at::Tensor& A,
@@ -28,7 +33,11 @@ at::Tensor selective_state_update_driver(const at::Tensor& state, const at::Tens
                                          const std::optional<at::Tensor>& dt_bias,
                                          bool dt_softplus,
                                          const std::optional<at::Tensor>& state_batch_indices,
-                                         Launch&& launch) {
+                                         Launch&& launch,
+                                         int64_t max_blocks = kStateUpdateMaxBlocks) {
+  TORCH_CHECK_VALUE(max_blocks >= 1 && max_blocks <= kStateUpdateMaxBlocks,
+                    "mvscan.selective_state_update: max_blocks must be in [1, ",
+                    kStateUpdateMaxBlocks, "], got ", max_blocks);
   at::Tensor out;
   // Index values stay unchecked here (reading them would synchronise); the kernel guards them.
   const SelectiveStateUpdateParams p = make_selective_state_update_params(
@@ -38,9 +47,8 @@ at::Tensor selective_state_update_driver(const at::Tensor& state, const at::Tens
   if (rows == 0) return out;
   const int lanes = state_update_lanes(p.dstate);
   const int64_t rows_per_block = kStateUpdateThreads / lanes;
-  // The kernel strides over the rest: a grid this large already fills any GPU.
   const int64_t blocks =
-      std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, int64_t(1) << 20);
+      std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, max_blocks);
   dispatch_state_update_types(x.scalar_type(), state.scalar_type(),
                               "mvscan.selective_state_update",
                               [&](auto in_tag, auto state_tag) {

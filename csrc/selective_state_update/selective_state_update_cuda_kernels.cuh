@@ -10,7 +10,9 @@
 // states, so a row's state, A, B and C loads coalesce. The row's sum over states is a fixed
 // shuffle butterfly inside its R lanes (deterministic, no atomics); a 128-thread block holds
 // 128 / R rows (4 at Mamba-2's N = 128, 8 at Mamba-1's N = 16). x, dt, z, D and dt_bias are
-// read by every lane of the row (one broadcast transaction). Offsets are 64-bit.
+// read by every lane of the row (one broadcast transaction). Offsets are 64-bit. The state index
+// is resolved after every other load is issued (see the kernel). Rows of two batch elements that
+// pick one state row race: the CPU op rejects such indices, here they are undefined behaviour.
 // The exp is exp_acc (math.h's float exp), the same function the CPU kernel uses.
 #pragma once
 
@@ -52,6 +54,13 @@ __device__ __forceinline__ T row_sum(T v, int lanes) {
 
 // Grid-stride over groups of kStateUpdateThreads / lanes rows; the loop bound is the same for the
 // whole block, so every lane reaches every shuffle (lanes past the last row add zeros).
+//
+// Latency: everything that depends on (batch, head, channel) alone (x, dt, dt_bias, z, D and the
+// lane's A, B and C) is loaded, and dt's softplus, exp(dt A) and dt x B computed, without waiting
+// for the row's state index: those loads are in flight together with the index's, and only the
+// state's load (and store, and a padding row's zero) waits for it. One DRAM round trip before
+// the state's, not two. A padding or out-of-range row loads its inputs for nothing (valid
+// addresses: they depend on (batch, head, channel), not on the index).
 template <typename input_t, typename state_t>
 __global__ void __launch_bounds__(kStateUpdateThreads)
     selective_state_update_kernel(SelectiveStateUpdateParams p, int lanes) {
@@ -67,47 +76,70 @@ __global__ void __launch_bounds__(kStateUpdateThreads)
     // the state (NaN, as the kernel cannot raise); nothing for a lane past the last row.
     enum { kUpdate, kPadding, kBadIndex, kNone } what = r < total ? kUpdate : kNone;
     int64_t d = 0, head = 0, b = 0, s_row = 0;
+    acc_t x_v = 0, D_v = 0, z_v = 0;
+    // Per owned state i (n = lane + i * lanes < N): exp(dt A[n]), dt x B[n] and C[n].
+    acc_t decay[kMaxStatesPerLane], dt_xb[kMaxStatesPerLane], c[kMaxStatesPerLane];
     if (what == kUpdate) {
       d = r % p.dim;
-      head = (r / p.dim) % p.heads;
-      b = r / (p.dim * p.heads);
-      s_row = b;
-      if (p.state_batch_indices != nullptr) {
-        s_row = p.state_batch_indices[b * p.state_batch_indices_stride];
-        what = s_row < 0 ? kPadding : (s_row >= p.state_rows ? kBadIndex : kUpdate);
-      }
-    }
-    acc_t partial = 0, x_v = 0;
-    if (what == kUpdate) {
+      const int64_t bh = r / p.dim;
+      head = bh % p.heads;
+      b = bh / p.heads;
+      s_row = p.state_batch_indices != nullptr
+                  ? static_cast<int64_t>(p.state_batch_indices[b * p.state_batch_indices_stride])
+                  : b;
       acc_t dt_v = static_cast<acc_t>(static_cast<const input_t*>(p.dt)[
           b * p.dt_strides.batch + head * p.dt_strides.head + d * p.dt_strides.dim]);
+      x_v = static_cast<acc_t>(static_cast<const input_t*>(p.x)[
+          b * p.x_strides.batch + head * p.x_strides.head + d * p.x_strides.dim]);
       if (p.dt_bias != nullptr) {
         dt_v += load_param_as<acc_t, input_t>(
             p.dt_bias, p.dt_bias_is_float32,
             head * p.dt_bias_head_stride + d * p.dt_bias_dim_stride);
       }
-      if (p.dt_softplus) dt_v = softplus_acc(dt_v);
-      x_v = static_cast<acc_t>(static_cast<const input_t*>(p.x)[
-          b * p.x_strides.batch + head * p.x_strides.head + d * p.x_strides.dim]);
-      const acc_t dt_x = dt_v * x_v;
-      state_t* s = static_cast<state_t*>(p.state) + s_row * p.state_batch_stride +
-                   head * p.state_head_stride + d * p.state_dim_stride;
+      if (p.D != nullptr) {
+        D_v = load_param_as<acc_t, input_t>(p.D, p.D_is_float32,
+                                            head * p.D_head_stride + d * p.D_dim_stride);
+      }
+      if (p.z != nullptr) {
+        z_v = static_cast<acc_t>(static_cast<const input_t*>(p.z)[
+            b * p.z_strides.batch + head * p.z_strides.head + d * p.z_strides.dim]);
+      }
       const int64_t a_off = head * p.A_head_stride + d * p.A_dim_stride;
       const input_t* Bp = static_cast<const input_t*>(p.B) + b * p.B_batch_stride +
-                          head / (p.heads / p.B_groups) * p.B_group_stride;
+                          head / p.B_heads_per_group * p.B_group_stride;
       const input_t* Cp = static_cast<const input_t*>(p.C) + b * p.C_batch_stride +
-                          head / (p.heads / p.C_groups) * p.C_group_stride;
-      acc_t h[kMaxStatesPerLane], c[kMaxStatesPerLane];
+                          head / p.C_heads_per_group * p.C_group_stride;
+      acc_t a[kMaxStatesPerLane], bn[kMaxStatesPerLane];
 #pragma unroll
       for (int i = 0; i < kMaxStatesPerLane; ++i) {
         const int64_t n = lane + static_cast<int64_t>(i) * lanes;
         if (n < N) {
-          const acc_t a = load_param_as<acc_t, input_t>(p.A, p.A_is_float32,
-                                                        a_off + n * p.A_dstate_stride);
-          const acc_t bn = static_cast<acc_t>(Bp[n * p.B_dstate_stride]);
+          a[i] = load_param_as<acc_t, input_t>(p.A, p.A_is_float32, a_off + n * p.A_dstate_stride);
+          bn[i] = static_cast<acc_t>(Bp[n * p.B_dstate_stride]);
           c[i] = static_cast<acc_t>(Cp[n * p.C_dstate_stride]);
-          h[i] = static_cast<acc_t>(s[n * p.state_dstate_stride]) * exp_acc(dt_v * a) + dt_x * bn;
         }
+      }
+      if (p.dt_softplus) dt_v = softplus_acc(dt_v);
+      const acc_t dt_x = dt_v * x_v;
+#pragma unroll
+      for (int i = 0; i < kMaxStatesPerLane; ++i) {
+        const int64_t n = lane + static_cast<int64_t>(i) * lanes;
+        if (n < N) {
+          decay[i] = exp_acc(dt_v * a[i]);
+          dt_xb[i] = dt_x * bn[i];
+        }
+      }
+      what = s_row < 0 ? kPadding : (s_row >= p.state_rows ? kBadIndex : kUpdate);
+    }
+    acc_t partial = 0;
+    if (what == kUpdate) {
+      state_t* s = static_cast<state_t*>(p.state) + s_row * p.state_batch_stride +
+                   head * p.state_head_stride + d * p.state_dim_stride;
+      acc_t h[kMaxStatesPerLane];
+#pragma unroll
+      for (int i = 0; i < kMaxStatesPerLane; ++i) {
+        const int64_t n = lane + static_cast<int64_t>(i) * lanes;
+        if (n < N) h[i] = static_cast<acc_t>(s[n * p.state_dstate_stride]) * decay[i] + dt_xb[i];
       }
 #pragma unroll
       for (int i = 0; i < kMaxStatesPerLane; ++i) {
@@ -124,15 +156,8 @@ __global__ void __launch_bounds__(kStateUpdateThreads)
       input_t* out = static_cast<input_t*>(p.out) + b * p.out_strides.batch +
                      head * p.out_strides.head + d * p.out_strides.dim;
       if (what == kUpdate) {
-        if (p.D != nullptr) {
-          y += load_param_as<acc_t, input_t>(p.D, p.D_is_float32,
-                                             head * p.D_head_stride + d * p.D_dim_stride) * x_v;
-        }
-        if (p.z != nullptr) {
-          const acc_t z_v = static_cast<acc_t>(static_cast<const input_t*>(p.z)[
-              b * p.z_strides.batch + head * p.z_strides.head + d * p.z_strides.dim]);
-          y *= z_v * sigmoid_acc(z_v);
-        }
+        if (p.D != nullptr) y += D_v * x_v;
+        if (p.z != nullptr) y *= z_v * sigmoid_acc(z_v);
         *out = static_cast<input_t>(y);
       } else {
         *out = static_cast<input_t>(what == kPadding ? acc_t(0) : acc_t(NAN));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/dtype_dispatch.h"
+#include "common/in_place.h"
 #include "common/outputs.h"
 #include "common/state_indices.h"
 #include "selective_scan/selective_scan.h"  // kMaxDState
@@ -133,6 +134,8 @@ SelectiveStateUpdateParams make_selective_state_update_params(
               &p.B_dstate_stride);
   describe_bc(C, "C", &p.C, &p.C_groups, &p.C_batch_stride, &p.C_group_stride,
               &p.C_dstate_stride);
+  p.B_heads_per_group = heads / p.B_groups;
+  p.C_heads_per_group = heads / p.C_groups;
 
   // D and dt_bias: (heads, dim), or (dim,) for a 3-d state.
   const auto describe_channel_param = [&](const std::optional<at::Tensor>& t, const char* name,
@@ -154,9 +157,17 @@ SelectiveStateUpdateParams make_selective_state_update_params(
   const IndexVector idx =
       check_index_vector(state_batch_indices, x, batch, kOpName, "state_batch_indices");
   if (check_index_values && state_batch_indices.has_value()) {
-    check_index_values_below(*state_batch_indices, p.state_rows, kOpName, "state_batch_indices",
-                             "state.shape[0]");
+    check_state_row_indices(*state_batch_indices, p.state_rows, kOpName, "state_batch_indices",
+                            "state.shape[0]");
   }
+  // The state is updated in place: its rows must not share memory with each other or with an
+  // input (host-only checks of strides and storage ranges).
+  check_no_internal_overlap(state, kOpName, "state");
+  check_no_overlap_with_state(
+      state, kOpName, "state",
+      {{"x", x}, {"dt", dt}, {"A", A}, {"B", B}, {"C", C}, {"D", or_undefined(D)},
+       {"z", or_undefined(z)}, {"dt_bias", or_undefined(dt_bias)},
+       {"state_batch_indices", or_undefined(state_batch_indices)}});
   p.state_batch_indices = idx.data;
   p.state_batch_indices_stride = idx.stride;
 

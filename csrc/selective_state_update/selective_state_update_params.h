@@ -13,9 +13,11 @@ namespace mvscan {
 
 // Validates the arguments (ValueError/TypeError naming the argument, what was expected and what
 // came), allocates out (x's shape and dtype, contiguous, NaN-poisoned when poisoning is on) and
-// describes everything. check_index_values: also check that every state_batch_indices value is
-// below state.shape[0], which reads the indices on the host: the CPU op does, the CUDA driver
-// does not (a device tensor would need a synchronising copy; its kernel guards instead).
+// describes everything. state must not overlap itself (a stride-0 expand) or an input
+// (ValueError; host-only checks). check_index_values: also check that the state_batch_indices
+// values are below state.shape[0] and that the non-negative ones are distinct, which reads them
+// on the host: the CPU op does, the CUDA driver does not (a device tensor would need a
+// synchronising copy; its kernel guards the bound, and duplicates are undefined behaviour).
 SelectiveStateUpdateParams make_selective_state_update_params(
     const at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
     const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,

@@ -12,13 +12,16 @@ namespace cuda {
 namespace {
 
 // The kernel uses no shared memory: blocks run one after another, each as fibers whose shuffles
-// the emulator checks (every lane of a warp must reach each one).
+// the emulator checks (every lane of a warp must reach each one). max_blocks: the driver's cap on
+// the grid (None: the CUDA op's); a small one makes each block stride over several groups of
+// rows.
 at::Tensor selective_state_update(const at::Tensor& state, const at::Tensor& x,
                                   const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                                   const at::Tensor& C, const std::optional<at::Tensor>& D,
                                   const std::optional<at::Tensor>& z,
                                   const std::optional<at::Tensor>& dt_bias, bool dt_softplus,
-                                  const std::optional<at::Tensor>& state_batch_indices) {
+                                  const std::optional<at::Tensor>& state_batch_indices,
+                                  std::optional<int64_t> max_blocks) {
   return selective_state_update_driver(
       state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices,
       [&](auto in_tag, auto state_tag, const SelectiveStateUpdateParams& p, int lanes,
@@ -30,7 +33,8 @@ at::Tensor selective_state_update(const at::Tensor& state, const at::Tensor& x,
             selective_state_update_kernel<decltype(in_tag), decltype(state_tag)>(p, lanes);
           });
         }
-      });
+      },
+      max_blocks.value_or(kStateUpdateMaxBlocks));
 }
 
 }  // namespace
@@ -39,5 +43,8 @@ at::Tensor selective_state_update(const at::Tensor& state, const at::Tensor& x,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
-  m.def("selective_state_update", &mvscan::cuda::selective_state_update);
+  m.def("selective_state_update", &mvscan::cuda::selective_state_update, py::arg("state"),
+        py::arg("x"), py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"),
+        py::arg("z"), py::arg("dt_bias"), py::arg("dt_softplus"),
+        py::arg("state_batch_indices"), py::arg("max_blocks") = py::none());
 }
