@@ -240,6 +240,7 @@ struct ScanThread {
   BlockRows br;
   ThreadSlot ts;
   acc_t A = 0, A_log2 = 0;  // A[d, n], and A[d, n] log2(e) for exp2
+  acc_t h0 = 0;             // h_0[b, d, n], or 0 without an initial state
   BCReader<input_t, acc_t> B, C;
 
   // exp(dt A[d, n])
@@ -257,6 +258,10 @@ __device__ ScanThread<input_t> scan_thread(const SelectiveScanParams& p, const S
   const int N = static_cast<int>(p.dstate);
   if (ts.active) {
     st.A = static_cast<const acc_t*>(p.A)[ts.d * p.A_dim_stride + ts.n * p.A_state_stride];
+    if (p.h0 != nullptr) {
+      st.h0 = static_cast<const acc_t*>(p.h0)[br.b * p.h0_batch_stride + ts.d * p.h0_dim_stride +
+                                              ts.n * p.h0_state_stride];
+    }
   }
   st.A_log2 = st.A * static_cast<acc_t>(1.4426950408889634);
   st.B = make_bc_reader<input_t>(p.B, p.B_strides, p.B_is_variable, geo.stage_B, s_B, br.b,
@@ -264,15 +269,6 @@ __device__ ScanThread<input_t> scan_thread(const SelectiveScanParams& p, const S
   st.C = make_bc_reader<input_t>(p.C, p.C_strides, p.C_is_variable, geo.stage_C, s_C, br.b,
                                  br.gC, ts.d, ts.n, N, ts.active);
   return st;
-}
-
-// The thread's entry of h_0: the initial state, or 0 without one.
-template <typename acc_t>
-__device__ __forceinline__ acc_t initial_state(const SelectiveScanParams& p, const BlockRows& br,
-                                               const ThreadSlot& ts) {
-  if (p.h0 == nullptr || !ts.active) return acc_t(0);
-  return static_cast<const acc_t*>(p.h0)[br.b * p.h0_batch_stride + ts.d * p.h0_dim_stride +
-                                          ts.n * p.h0_state_stride];
 }
 
 // Sum of a row's per-slice partials at step t.
@@ -310,7 +306,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const acc_t* D = static_cast<const acc_t*>(p.D);
   const input_t* z = static_cast<const input_t*>(p.z);
 
-  acc_t h = initial_state<acc_t>(p, br, ts);
+  acc_t h = st.h0;
   for (int64_t t0 = 0; t0 < L; t0 += kTile) {
     const int T = static_cast<int>(L - t0 < kTile ? L - t0 : kTile);
     __syncthreads();  // the previous tile's readers are done with shared memory
@@ -451,7 +447,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int64_t c_len = L - c0 < kStateChunkLen ? L - c0 : kStateChunkLen;
     const int n_tiles = static_cast<int>((c_len + kTile - 1) / kTile);
     // The state entering the chunk: the previous chunk's saved state, or h_0.
-    acc_t h_chunk = c == 0 ? initial_state<acc_t>(p, br, ts) : acc_t(0);
+    acc_t h_chunk = c == 0 ? st.h0 : acc_t(0);
     if (ts.active) {
       if (c > 0) h_chunk = states[state_row + (c - 1) * N];
       // states[c] is h at the chunk's last step: its gradient joins lambda there.
