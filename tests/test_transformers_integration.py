@@ -21,6 +21,21 @@ CONFIGS = {
 }
 MODEL_CLASSES = {"mamba": "MambaForCausalLM", "falcon_mamba": "FalconMambaForCausalLM"}
 
+# Hybrid models whose Mamba layers call the same functions: attention and (Jamba) MoE layers
+# between them; Zamba splits each mixer into 2 heads (one scan per head).
+HYBRIDS = {
+    "jamba": lambda: transformers.JambaForCausalLM(transformers.JambaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, num_experts=2, num_experts_per_tok=1,
+        expert_layer_period=2, expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=1,
+        mamba_d_state=8, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=4)),
+    "zamba": lambda: transformers.ZambaForCausalLM(transformers.ZambaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+        attn_layer_period=3, attn_layer_offset=2, num_attention_heads=4, num_key_value_heads=4,
+        attention_hidden_size=64, attention_head_dim=16, mamba_d_state=8, mamba_d_conv=4,
+        mamba_expand=2, mamba_dt_rank=4, n_mamba_heads=2)),
+}
+
 
 def make_model(name: str):
     torch.manual_seed(0)
@@ -104,6 +119,22 @@ def test_training_gradients(name, calls):
         assert calls.get("mamba_inner_fn") == 2  # the fused path, one node per layer
     else:
         assert "mamba_inner_fn" not in calls and calls.get("selective_scan") == 2
+
+
+@pytest.mark.parametrize("name", list(HYBRIDS))
+def test_hybrid_models(name, calls):
+    torch.manual_seed(0)
+    model = HYBRIDS[name]().eval()
+    ids = torch.randint(0, 64, (2, 19), generator=torch.Generator().manual_seed(1))
+
+    def logits_and_tokens():
+        with torch.no_grad():
+            return model(ids).logits, model.generate(ids, max_new_tokens=6, do_sample=False)
+
+    (l1, t1), (l2, t2) = run_both(logits_and_tokens)
+    torch.testing.assert_close(l2, l1, rtol=1e-4, atol=1e-5)
+    assert torch.equal(t2, t1)
+    assert calls.get("selective_scan", 0) >= 2 and calls.get("selective_state_update", 0) >= 5
 
 
 def test_enable_disable_restore():
