@@ -7,37 +7,11 @@ import torch
 from torch import Tensor
 
 from ._extension import check_same_device, kernel_devices, warn_fallback
-from .reference import causal_conv1d_ref, conv_final_states
+from .reference import causal_conv1d_ref, with_final_states
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
 ACTIVATIONS = (None, "silu", "swish")
 _OP = "mvscan.causal_conv1d_fn"
-
-
-def _check_final_states_out(out: Tensor, x: Tensor, width: int) -> None:
-    want = (x.shape[0], x.shape[1], width - 1)
-    if not isinstance(out, Tensor) or tuple(out.shape) != want:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"{_OP}: final_states_out must be a tensor of shape (batch, dim, K - 1) "
-                         f"= {want}, got {got}")
-    if out.dtype != x.dtype or out.device != x.device:
-        raise TypeError(f"{_OP}: final_states_out must have x's dtype and device ({x.dtype} on "
-                        f"{x.device}), got {out.dtype} on {out.device}")
-
-
-def with_final_states(out: Tensor, x: Tensor, initial_states: Tensor | None, width: int,
-                      return_final_states: bool,
-                      final_states_out: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
-    """out, or (out, final states) written into final_states_out when given: what
-    causal_conv1d_fn returns around the conv's output."""
-    if not return_final_states:
-        return out
-    final = conv_final_states(x, initial_states, width)
-    if final_states_out is not None:
-        _check_final_states_out(final_states_out, x, width)
-        final_states_out.copy_(final)
-        final = final_states_out
-    return out, final
 
 
 def causal_conv1d_fn(

@@ -120,6 +120,32 @@ def conv_final_states(x: Tensor, initial_states: Tensor | None, width: int) -> T
     return torch.cat([before[..., L:], x], dim=-1)
 
 
+def _check_final_states_out(out: Tensor, x: Tensor, width: int) -> None:
+    want = (x.shape[0], x.shape[1], width - 1)
+    if not isinstance(out, Tensor) or tuple(out.shape) != want:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError("mvscan.causal_conv1d_fn: final_states_out must be a tensor of shape "
+                         f"(batch, dim, K - 1) = {want}, got {got}")
+    if out.dtype != x.dtype or out.device != x.device:
+        raise TypeError("mvscan.causal_conv1d_fn: final_states_out must have x's dtype and device "
+                        f"({x.dtype} on {x.device}), got {out.dtype} on {out.device}")
+
+
+def with_final_states(out: Tensor, x: Tensor, initial_states: Tensor | None, width: int,
+                      return_final_states: bool,
+                      final_states_out: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+    """out, or (out, final states) written into final_states_out when given: what
+    causal_conv1d_fn returns around the conv's output."""
+    if not return_final_states:
+        return out
+    final = conv_final_states(x, initial_states, width)
+    if final_states_out is not None:
+        _check_final_states_out(final_states_out, x, width)
+        final_states_out.copy_(final)
+        final = final_states_out
+    return out, final
+
+
 def causal_conv1d_ref(
     x: Tensor,
     weight: Tensor,
@@ -152,13 +178,7 @@ def causal_conv1d_ref(
     if activation in ("silu", "swish"):
         y = F.silu(y)
     out = y.to(x.dtype)
-    if not return_final_states:
-        return out
-    final = conv_final_states(x, initial_states, K)
-    if final_states_out is not None:
-        final_states_out.copy_(final)
-        final = final_states_out
-    return out, final
+    return with_final_states(out, x, initial_states, K, return_final_states, final_states_out)
 
 
 def rms_norm_rows(x: Tensor, weight: Tensor, eps: float) -> Tensor:

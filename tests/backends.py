@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import mvscan
-from mvscan.causal_conv1d import with_final_states
+from mvscan.reference import with_final_states
 from mvscan.reference import conv_pad_left
 from emulation import build_emulation
 from helpers import ARGS, GRAD_NAMES, cotangents, cpu_isa, run_with_grads, supported_isas
