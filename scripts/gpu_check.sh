@@ -114,6 +114,8 @@ print("sanitize case ok")
 PY
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck initcheck; do
+    # The case script lives in $OUT: put the repo on the path so it imports the in-place build.
+    PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
     compute-sanitizer --tool "$tool" --error-exitcode 3 "$PY" "$OUT/sanitize_case.py" \
       > "$OUT/sanitizer_$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
   done
