@@ -50,6 +50,11 @@ static_assert(kStateChunkLen % kTile == 0, "a state chunk must be a whole number
 // pass does not use has size 0. Per-row buffers hold one tile with a padded row stride
 // (kSmemRowStride) so that the rows of one warp fall in different banks.
 constexpr int kSmemRowStride = kTile + 1;
+
+// Row stride, in elements, of a staged B/C tile [t][n]: N rounded up to an odd number, so that
+// lanes storing consecutive steps of one state (B/C contiguous along L) hit distinct banks, as
+// do lanes reading consecutive states of one step.
+MVSCAN_HOST_DEVICE int bc_tile_stride(int64_t N) { return static_cast<int>(N | 1); }
 struct ScanSmem {
   int64_t u = 0, dt = 0, g = 0, scale = 0, B = 0, C = 0, yp = 0, slice1 = 0, slice2 = 0, h = 0, dB = 0;
   int64_t dC = 0;
@@ -61,14 +66,17 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
   const int64_t TC = kTile;
   const int64_t rows = geo.rows_per_block * kSmemRowStride;
   const int64_t slices = (geo.threads / geo.slice_lanes) * kSmemRowStride;
-  const int64_t warp_grads = (geo.threads / 32) * TC * geo.slice_lanes;
+  // [warp][lane][t], row stride padded: lanes write one step each into rows kSmemRowStride
+  // apart, and the flush reads consecutive steps of one row.
+  const int64_t warp_grads = (geo.threads / 32) * geo.slice_lanes * kSmemRowStride;
+  const int64_t bc_tile = TC * bc_tile_stride(p.dstate);
   // Consecutive buffers, each starting where the previous one ends.
   ScanSmem s;
   s.u = 0;                                                    // u
   s.dt = s.u + rows;                                          // delta after bias and softplus
   s.B = s.dt + rows;                                          // staged B tile, [t][n]
-  s.C = s.B + (geo.stage_B ? TC * p.dstate : 0);              // staged C tile, [t][n]
-  const int64_t after_bc = s.C + (geo.stage_C ? TC * p.dstate : 0);
+  s.C = s.B + (geo.stage_B ? bc_tile : 0);                    // staged C tile, [t][n]
+  const int64_t after_bc = s.C + (geo.stage_C ? bc_tile : 0);
   int64_t end = after_bc;
   if (!backward) {
     s.yp = after_bc;  // forward: each thread's C h per step, [thread][t] (row stride padded)
@@ -81,7 +89,7 @@ MVSCAN_HOST_DEVICE ScanSmem scan_smem_layout(const SelectiveScanParams& p, const
     s.scale = s.g + rows;                                     // d softplus (1 without softplus)
     s.slice2 = s.scale + rows;                                  // per-slice sums of d delta
     s.h = s.slice2 + slices;                                      // recomputed states, [t][thread]
-    s.dB = s.h + TC * geo.threads;                            // [warp][t][lane]
+    s.dB = s.h + TC * geo.threads;                            // [warp][lane][t]
     s.dC = s.dB + (p.B_is_variable && reduce_bc ? warp_grads : 0);
     end = s.dC + (p.C_is_variable && reduce_bc ? warp_grads : 0);
   }

@@ -38,6 +38,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <type_traits>
+
 #include "common/dtypes.h"
 #include "common/math.h"
 #include "selective_scan/selective_scan_cuda_geometry.h"
@@ -48,7 +50,15 @@ namespace cuda {
 constexpr int kMaxThreads = 256;  // threads = max(128, R) with R <= kMaxDState
 
 __device__ __forceinline__ float exp_dA(float dt, float /*A*/, float A_log2) {
+#ifdef __CUDA_ARCH__
+  // exp2f without its rescaling of results below 2^-126 (a decay that small is 0 to the
+  // recurrence): four instructions fewer on the per-step critical path.
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(dt * A_log2));
+  return r;
+#else
   return exp2f(dt * A_log2);
+#endif
 }
 __device__ __forceinline__ double exp_dA(double dt, double A, double /*A_log2*/) {
   return exp(dt * A);
@@ -102,15 +112,34 @@ __device__ __forceinline__ BlockRows block_rows(const SelectiveScanParams& p,
   return r;
 }
 
+// i = q T + rem for a walk over T steps at a time: a shift for a full tile (the common case),
+// a division only for a sequence's last, partial tile.
+__device__ __forceinline__ void split_steps(int i, int T, int* q, int* rem) {
+  if (T == kTile) {
+    *q = static_cast<int>(static_cast<unsigned>(i) / kTile);
+  } else {
+    *q = i / T;
+  }
+  *rem = i - *q * T;
+}
+
+// log2 of a power of two (rows per block), once per tile walk: the walks then shift.
+__device__ __forceinline__ int log2_pow2(int v) {
+  int s = 0;
+  while ((1 << s) < v) ++s;
+  return s;
+}
+
 // Element i of a (rows x T) tile walk, with the contiguous dimension fastest so global
 // accesses coalesce: steps when the tensor is contiguous along L, rows (channels) otherwise.
-__device__ __forceinline__ void row_step(int i, int T, int rows, bool len_fast, int* r, int* t) {
+// rows_log2 = log2(rows): rows per block is a power of two.
+__device__ __forceinline__ void row_step(int i, int T, int rows_log2, bool len_fast, int* r,
+                                         int* t) {
   if (len_fast) {
-    *r = i / T;
-    *t = i - *r * T;
+    split_steps(i, T, r, t);
   } else {
-    *t = i / rows;
-    *r = i - *t * rows;
+    *t = i >> rows_log2;
+    *r = i - (*t << rows_log2);
   }
 }
 
@@ -122,9 +151,10 @@ __device__ void load_rows(const void* base, const SeqStrides& s, const BlockRows
   const input_t* x = static_cast<const input_t*>(base) + br.b * s.batch + br.d0 * s.dim +
                      t0 * s.len;
   const bool len_fast = s.len == 1;
+  const int rows_log2 = log2_pow2(rows);
   for (int i = threadIdx.x; i < rows * T; i += blockDim.x) {
     int r, t;
-    row_step(i, T, rows, len_fast, &r, &t);
+    row_step(i, T, rows_log2, len_fast, &r, &t);
     acc_t v = 0;
     if (r < br.n_rows) v = static_cast<acc_t>(x[r * s.dim + t * s.len]);
     dst[r * kSmemRowStride + t] = v;
@@ -141,9 +171,10 @@ __device__ void load_delta(const SelectiveScanParams& p, const BlockRows& br, in
                      t0 * s.len;
   const acc_t* bias = static_cast<const acc_t*>(p.delta_bias);
   const bool len_fast = s.len == 1;
+  const int rows_log2 = log2_pow2(rows);
   for (int i = threadIdx.x; i < rows * T; i += blockDim.x) {
     int r, t;
-    row_step(i, T, rows, len_fast, &r, &t);
+    row_step(i, T, rows_log2, len_fast, &r, &t);
     acc_t v = 0, dv = 0;
     if (r < br.n_rows) {
       v = static_cast<acc_t>(x[r * s.dim + t * s.len]);
@@ -159,14 +190,26 @@ __device__ void load_delta(const SelectiveScanParams& p, const BlockRows& br, in
   }
 }
 
-// Copies a variable B/C tile of group g into dst[t][n].
+// Copies a variable B/C tile of group g into dst[t][n] (row stride bc_tile_stride(N)). Lanes
+// walk whichever of L and N is contiguous in memory, so the global reads coalesce: steps for
+// B/C laid out (batch, groups, N, L), states for a transposed view such as MambaVision's
+// x_proj output (state stride 1).
 template <typename input_t, typename acc_t>
 __device__ void stage_bc(const void* base, const BCStrides& s, int64_t b, int64_t g, int N,
                          int64_t t0, int T, acc_t* dst) {
   const input_t* x = static_cast<const input_t*>(base) + b * s.batch + g * s.group + t0 * s.len;
+  const int stride = bc_tile_stride(N);
+  if (s.state == 1 && s.len != 1) {
+    for (int i = threadIdx.x; i < N * T; i += blockDim.x) {
+      const int t = i / N, n = i - t * N;
+      dst[t * stride + n] = static_cast<acc_t>(x[n + t * s.len]);
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < N * T; i += blockDim.x) {
-    const int n = i / T, t = i - n * T;
-    dst[t * N + n] = static_cast<acc_t>(x[n * s.state + t * s.len]);
+    int n, t;
+    split_steps(i, T, &n, &t);
+    dst[t * stride + n] = static_cast<acc_t>(x[n * s.state + t * s.len]);
   }
 }
 
@@ -176,7 +219,7 @@ template <typename input_t, typename acc_t>
 struct BCReader {
   bool variable = false, staged = false, active = false;
   acc_t constant = 0;
-  const acc_t* smem = nullptr;   // staged tile, [t][n]
+  const acc_t* smem = nullptr;   // staged tile, [t][n], row stride bc_tile_stride(N)
   const input_t* row = nullptr;  // global B[b, g, n, :] when neither constant nor staged
   int64_t len_stride = 0;
   int N = 0, n = 0;
@@ -184,7 +227,7 @@ struct BCReader {
   __device__ acc_t at(int64_t t0, int t) const {
     if (!active) return acc_t(0);
     if (!variable) return constant;
-    if (staged) return smem[t * N + n];
+    if (staged) return smem[t * bc_tile_stride(N) + n];
     return static_cast<acc_t>(row[(t0 + t) * len_stride]);
   }
 };
@@ -211,6 +254,24 @@ __device__ BCReader<input_t, acc_t> make_bc_reader(const void* base, const BCStr
   }
   return rd;
 }
+
+// B (or C) at step t of the tile. kStaged: both B and C are staged tiles (variable, N <= 32:
+// MambaVision's and Mamba's case), read straight from the block's shared array `tile` at column
+// n (0 for an inactive thread, which then uses 0), without BCReader's per-step mode branches;
+// passing the kernel's own shared-array pointer keeps the read a shared-memory load.
+template <bool kStaged, typename Reader, typename acc_t>
+__device__ __forceinline__ acc_t bc_at(const Reader& rd, const acc_t* tile, int stride, int n,
+                                       int64_t t0, int t) {
+  if constexpr (kStaged) {
+    const acc_t v = tile[t * stride + n];
+    return rd.active ? v : acc_t(0);
+  } else {
+    return rd.at(t0, t);
+  }
+}
+
+using StagedBC = std::true_type;
+using GenericBC = std::false_type;
 
 // Per-thread coordinates shared by both kernels.
 struct ThreadSlot {
@@ -306,6 +367,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   const acc_t* D = static_cast<const acc_t*>(p.D);
   const input_t* z = static_cast<const input_t*>(p.z);
 
+  const bool staged_bc = geo.stage_B && geo.stage_C;
+  const int bcs = bc_tile_stride(N);
+  const int n_bc = ts.active ? ts.n : 0;  // an inactive thread reads a valid slot, uses 0
   acc_t h = st.h0;
   for (int64_t t0 = 0; t0 < L; t0 += kTile) {
     const int T = static_cast<int>(L - t0 < kTile ? L - t0 : kTile);
@@ -316,12 +380,21 @@ __global__ void __launch_bounds__(kMaxThreads)
     if (geo.stage_C) stage_bc<input_t>(p.C, p.C_strides, br.b, br.gC, N, t0, T, s_C);
     __syncthreads();
 
-    for (int t = 0; t < T; ++t) {
-      const acc_t dt = my_dt[t];
-      const acc_t a = st.decay(dt);
-      h = a * h + dt * my_u[t] * Brd.at(t0, t);
-      // Summed over states after the tile: a per-step shuffle tree would sit on the critical path.
-      s_yp[ts.tid * kSmemRowStride + t] = Crd.at(t0, t) * h;
+    auto scan_steps = [&](auto staged) {
+      constexpr bool kStaged = decltype(staged)::value;
+      for (int t = 0; t < T; ++t) {
+        const acc_t dt = my_dt[t];
+        const acc_t a = st.decay(dt);
+        h = a * h + dt * my_u[t] * bc_at<kStaged>(Brd, s_B, bcs, n_bc, t0, t);
+        // Summed over states after the tile: a per-step shuffle tree would sit on the critical
+        // path.
+        s_yp[ts.tid * kSmemRowStride + t] = bc_at<kStaged>(Crd, s_C, bcs, n_bc, t0, t) * h;
+      }
+    };
+    if (staged_bc) {
+      scan_steps(StagedBC{});
+    } else {
+      scan_steps(GenericBC{});
     }
     const int64_t t_end = t0 + T;  // the state after step t_end - 1 ends a chunk: save it
     if (ts.active && (t_end % kStateChunkLen == 0 || t_end == L)) {
@@ -331,7 +404,8 @@ __global__ void __launch_bounds__(kMaxThreads)
     __syncthreads();
 
     for (int i = ts.tid; i < br.n_rows * T; i += blockDim.x) {
-      const int r = i / T, t = i - r * T;
+      int r, t;
+      split_steps(i, T, &r, &t);
       const int64_t d = br.d0 + r;
       acc_t y = 0;
       const acc_t* yp = s_yp + r * geo.lanes_per_row * kSmemRowStride + t;
@@ -349,9 +423,10 @@ __global__ void __launch_bounds__(kMaxThreads)
 }
 
 // Writes a block's variable B/C gradient tile, summed over its rows in a fixed order, into its
-// partial slot of a (batch, groups, parts, N, L) buffer. warp_sums[w][t][lane] (lane < min(R,
-// 32)) holds warp w's sum over its rows (R <= 32: lane n holds state n) or its part of one row
-// (R > 32: warp r * R / 32 + n / 32 holds state n of row r in lane n % 32).
+// partial slot of a (batch, groups, parts, N, L) buffer. warp_sums[w][lane][t] (lane < min(R,
+// 32), row stride kSmemRowStride) holds warp w's sum over its rows (R <= 32: lane n holds state
+// n) or its part of one row (R > 32: warp r * R / 32 + n / 32 holds state n of row r in lane
+// n % 32). Lanes take consecutive steps: conflict-free reads, coalesced stores.
 template <typename acc_t>
 __device__ void flush_bc_grad(const acc_t* warp_sums, const ScanGeometry& geo, int N, int64_t L,
                               int64_t b, int64_t groups, int64_t g, int64_t parts, int64_t part,
@@ -359,14 +434,15 @@ __device__ void flush_bc_grad(const acc_t* warp_sums, const ScanGeometry& geo, i
   const int R = geo.lanes_per_row;
   acc_t* slot = dst + ((b * groups + g) * parts + part) * N * L + t0;
   for (int i = threadIdx.x; i < N * T; i += blockDim.x) {
-    const int n = i / T, t = i - n * T;
+    int n, t;
+    split_steps(i, T, &n, &t);
     acc_t v = 0;
     if (R <= 32) {
-      for (int w = 0; w < geo.threads / 32; ++w) v += warp_sums[(w * kTile + t) * R + n];
+      for (int w = 0; w < geo.threads / 32; ++w) v += warp_sums[(w * R + n) * kSmemRowStride + t];
     } else {
       for (int r = 0; r < geo.rows_per_block; ++r) {
         const int w = r * (R / 32) + n / 32;
-        v += warp_sums[(w * kTile + t) * 32 + n % 32];
+        v += warp_sums[(w * 32 + n % 32) * kSmemRowStride + t];
       }
     }
     slot[n * L + t] = v;
@@ -387,7 +463,7 @@ __device__ __forceinline__ void put_bc_grad(acc_t v, const ScanGeometry& geo, co
   v = rows_in_warp_sum(v, geo.lanes_per_row);
   const int lane = ts.tid % 32;
   if (lane < geo.lanes_per_row) {
-    warp_sums[((ts.tid / 32) * kTile + t) * geo.slice_lanes + lane] = v;
+    warp_sums[((ts.tid / 32) * geo.slice_lanes + lane) * kSmemRowStride + t] = v;
   }
 }
 
@@ -440,6 +516,9 @@ __global__ void __launch_bounds__(kMaxThreads)
                                              N * L
                                    : nullptr;
 
+  const bool staged_bc = geo.stage_B && geo.stage_C;
+  const int bcs = bc_tile_stride(N);
+  const int n_bc = ts.active ? ts.n : 0;  // an inactive thread reads a valid slot, uses 0
   acc_t lam_carry = 0;  // exp(dt_{t+1} A) lambda_{t+1} from the step after the current one
   acc_t dA_acc = 0, dB_acc = 0, dC_acc = 0, dD_acc = 0, dbias_acc = 0;
   for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
@@ -467,9 +546,18 @@ __global__ void __launch_bounds__(kMaxThreads)
                             static_cast<acc_t*>(nullptr));
         if (geo.stage_B) stage_bc<input_t>(p.B, p.B_strides, br.b, br.gB, N, a0, kTile, s_B);
         __syncthreads();
-        for (int t = 0; t < kTile; ++t) {
-          const acc_t dt = my_dt[t];
-          h_start = st.decay(dt) * h_start + dt * my_u[t] * Brd.at(a0, t);
+        auto rerun = [&](auto staged) {
+          constexpr bool kStaged = decltype(staged)::value;
+          for (int t = 0; t < kTile; ++t) {
+            const acc_t dt = my_dt[t];
+            h_start = st.decay(dt) * h_start +
+                      dt * my_u[t] * bc_at<kStaged>(Brd, s_B, bcs, n_bc, a0, t);
+          }
+        };
+        if (staged_bc) {
+          rerun(StagedBC{});
+        } else {
+          rerun(GenericBC{});
         }
       }
       __syncthreads();  // the previous tile's readers are done with shared memory
@@ -481,21 +569,31 @@ __global__ void __launch_bounds__(kMaxThreads)
       __syncthreads();
 
       // Forward recomputation of the tile's states (and of y, when the gate needs it).
-      acc_t h = h_start;
-      for (int t = 0; t < T; ++t) {
-        const acc_t dt = my_dt[t];
-        h = st.decay(dt) * h + dt * my_u[t] * Brd.at(t0, t);
-        s_h[t * threads + ts.tid] = h;
-        if (z != nullptr) {
-          const acc_t y = slice_sum(Crd.at(t0, t) * h, geo.slice_lanes);
-          if (ts.slice_lane == 0) s_slice1[ts.slice * kSmemRowStride + t] = y;
+      auto recompute = [&](auto staged) {
+        constexpr bool kStaged = decltype(staged)::value;
+        acc_t h = h_start;
+        for (int t = 0; t < T; ++t) {
+          const acc_t dt = my_dt[t];
+          h = st.decay(dt) * h + dt * my_u[t] * bc_at<kStaged>(Brd, s_B, bcs, n_bc, t0, t);
+          s_h[t * threads + ts.tid] = h;
+          if (z != nullptr) {
+            const acc_t y =
+                slice_sum(bc_at<kStaged>(Crd, s_C, bcs, n_bc, t0, t) * h, geo.slice_lanes);
+            if (ts.slice_lane == 0) s_slice1[ts.slice * kSmemRowStride + t] = y;
+          }
         }
+      };
+      if (staged_bc) {
+        recompute(StagedBC{});
+      } else {
+        recompute(GenericBC{});
       }
       if (z != nullptr) {
         __syncthreads();
         // dz = dout y silu'(z); the scan then sees dL/dy = dout silu(z).
         for (int i = ts.tid; i < br.n_rows * T; i += threads) {
-          const int r = i / T, t = i - r * T;
+          int r, t;
+          split_steps(i, T, &r, &t);
           const int64_t d = br.d0 + r;
           acc_t y = row_total(s_slice1, r, ts.slices_per_row, t);
           if (D != nullptr) y += D[d * p.D_stride] * s_u[r * kSmemRowStride + t];
@@ -511,41 +609,50 @@ __global__ void __launch_bounds__(kMaxThreads)
       __syncthreads();
 
       // The adjoint, backwards through the tile.
-      for (int t = T - 1; t >= 0; --t) {
-        const acc_t g = my_g[t], dt = my_dt[t], uu = my_u[t];
-        const acc_t Bv = Brd.at(t0, t);
-        const acc_t h_t = s_h[t * threads + ts.tid];
-        const acc_t h_prev = t > 0 ? s_h[(t - 1) * threads + ts.tid] : h_start;
-        const acc_t a = st.decay(dt);
-        const acc_t lam = g * Crd.at(t0, t) + lam_carry;
-        lam_carry = a * lam;
-        const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
-        const acc_t lam_dt = lam * dt;
-        dA_acc += lam_dt * ah;
-        const acc_t du_sum = slice_sum(lam_dt * Bv, geo.slice_lanes);
-        const acc_t dd_sum = slice_sum(lam * (st.A * ah + Bv * uu), geo.slice_lanes);
-        if (ts.slice_lane == 0) {
-          s_slice1[ts.slice * kSmemRowStride + t] = du_sum;
-          s_slice2[ts.slice * kSmemRowStride + t] = dd_sum;
-          dbias_acc += dd_sum * my_scale[t];
+      auto adjoint = [&](auto staged) {
+        constexpr bool kStaged = decltype(staged)::value;
+        for (int t = T - 1; t >= 0; --t) {
+          const acc_t g = my_g[t], dt = my_dt[t], uu = my_u[t];
+          const acc_t Bv = bc_at<kStaged>(Brd, s_B, bcs, n_bc, t0, t);
+          const acc_t h_t = s_h[t * threads + ts.tid];
+          const acc_t h_prev = t > 0 ? s_h[(t - 1) * threads + ts.tid] : h_start;
+          const acc_t a = st.decay(dt);
+          const acc_t lam = g * bc_at<kStaged>(Crd, s_C, bcs, n_bc, t0, t) + lam_carry;
+          lam_carry = a * lam;
+          const acc_t ah = a * h_prev;  // = h_t - dt B u, without the cancellation
+          const acc_t lam_dt = lam * dt;
+          dA_acc += lam_dt * ah;
+          const acc_t du_sum = slice_sum(lam_dt * Bv, geo.slice_lanes);
+          const acc_t dd_sum = slice_sum(lam * (st.A * ah + Bv * uu), geo.slice_lanes);
+          if (ts.slice_lane == 0) {
+            s_slice1[ts.slice * kSmemRowStride + t] = du_sum;
+            s_slice2[ts.slice * kSmemRowStride + t] = dd_sum;
+            dbias_acc += dd_sum * my_scale[t];
+          }
+          if (ts.n == 0) dD_acc += g * uu;
+          const acc_t dB_t = lam_dt * uu, dC_t = g * h_t;
+          if (p.B_is_variable) {
+            put_bc_grad(dB_t, geo, ts, t, s_dB, dB_slot, L, t0);
+          } else {
+            dB_acc += dB_t;
+          }
+          if (p.C_is_variable) {
+            put_bc_grad(dC_t, geo, ts, t, s_dC, dC_slot, L, t0);
+          } else {
+            dC_acc += dC_t;
+          }
         }
-        if (ts.n == 0) dD_acc += g * uu;
-        const acc_t dB_t = lam_dt * uu, dC_t = g * h_t;
-        if (p.B_is_variable) {
-          put_bc_grad(dB_t, geo, ts, t, s_dB, dB_slot, L, t0);
-        } else {
-          dB_acc += dB_t;
-        }
-        if (p.C_is_variable) {
-          put_bc_grad(dC_t, geo, ts, t, s_dC, dC_slot, L, t0);
-        } else {
-          dC_acc += dC_t;
-        }
+      };
+      if (staged_bc) {
+        adjoint(StagedBC{});
+      } else {
+        adjoint(GenericBC{});
       }
       __syncthreads();
 
       for (int i = ts.tid; i < br.n_rows * T; i += threads) {
-        const int r = i / T, t = i - r * T;
+        int r, t;
+        split_steps(i, T, &r, &t);
         const int64_t d = br.d0 + r;
         acc_t dui = row_total(s_slice1, r, ts.slices_per_row, t);
         if (D != nullptr) dui += s_g[r * kSmemRowStride + t] * D[d * p.D_stride];
