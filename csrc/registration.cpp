@@ -79,19 +79,23 @@ TORCH_LIBRARY(mvscan, m) {
       "Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // out[b, c, t] = act(bias[c] + sum_k weight[c, k] * x[b, c, t + k - pad_left]), zero outside
-  // [0, L); act = silu when silu. weight (channels, K); out has x's dtype and length, and x's
-  // layout when x is dense channels-last (else contiguous). seq_idx (batch, L) int32: taps never
-  // cross a change of id and outputs with a negative id are 0. initial_states (batch, channels,
-  // K - 1) in x's dtype: x before step 0 (in step 0's sequence), instead of zeros.
+  // [0, L); act = silu when silu. weight (channels, K); out has x's dtype and length, and is
+  // channels-contiguous when x is (stride 1 along channels), else contiguous. seq_idx (batch, L)
+  // int32: taps never cross a change of id and outputs with a negative id are 0.
+  // initial_states (batch, channels, K - 1) in x's dtype: x before step 0 (in step 0's
+  // sequence), instead of zeros. The output layouts follow x's strides, so torch.compile must
+  // hand the operators x with the strides it traced them with (needs_exact_strides).
   m.def(
       "depthwise_conv1d_fwd(Tensor x, Tensor weight, Tensor? bias, int pad_left, bool silu, "
-      "Tensor? seq_idx=None, Tensor? initial_states=None) -> Tensor");
+      "Tensor? seq_idx=None, Tensor? initial_states=None) -> Tensor",
+      {at::Tag::needs_exact_strides});
   // Returns (dx, dweight, dbias, dinitial_states); a gradient of an absent input is an empty
   // (0,) tensor.
   m.def(
       "depthwise_conv1d_bwd(Tensor dout, Tensor x, Tensor weight, Tensor? bias, int pad_left, "
       "bool silu, Tensor? seq_idx=None, Tensor? initial_states=None) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
+      "-> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::needs_exact_strides});
 
   // Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
   // best this CPU supports) and returns the one now active. The tests run every build this way.

@@ -30,7 +30,8 @@ def causal_conv1d_fn(
     Args:
         x: (batch, dim, L), float32 / float16 / bfloat16 (float64 too), any strides: the
             contiguous layout and the channels-last view (in_proj's output transposed) are both
-            read in place; the output takes x's layout when x is dense channels-last.
+            read in place; a channels-contiguous x gives a channels-contiguous output (dense
+            (batch, L, dim) storage, transposed).
         weight: (dim, K) (nn.Conv1d's (dim, 1, K) too), x's dtype or float32.
         bias: (dim,), x's dtype or float32, or None.
         seq_idx: (batch, L) int32 ids of sequences packed along L, or None: a tap never reads

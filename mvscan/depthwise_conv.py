@@ -17,10 +17,10 @@ ACTIVATIONS = (None, "silu")
 
 def _empty_like_conv_input(x: Tensor) -> Tensor:
     """Mirrors empty_like_conv_input in csrc/depthwise_conv1d_params.cpp: channels-last when x
-    is dense channels-last, contiguous otherwise."""
+    is channels-fast (stride 1 along channels: dense channels-last or a view of a wider
+    projection), contiguous otherwise."""
     batch, channels, length = x.shape
-    if (channels > 1 and x.stride(1) == 1 and x.stride(2) == channels
-            and x.stride(0) == channels * length):
+    if channels > 1 and x.stride(1) == 1:
         return x.new_empty((batch, length, channels)).transpose(1, 2)
     return x.new_empty((batch, channels, length))
 
@@ -71,8 +71,9 @@ def depthwise_conv1d(
 
     Args:
         x: (batch, channels, L), float32 / float16 / bfloat16 (float64 too). A (batch, L, channels)
-            tensor transposed to (batch, channels, L) is read in place, without a copy, and the
-            output then keeps that layout.
+            tensor transposed to (batch, channels, L), or a slice of a wider one, is read in
+            place, without a copy; the output is then channels-contiguous too (dense
+            (batch, L, channels) storage, transposed), so that both sides coalesce on a GPU.
         weight: (channels, K) or nn.Conv1d's (channels, 1, K), in x's dtype or float32; K from 1
             to 32.
         bias: (channels,) in x's dtype or float32, or None.

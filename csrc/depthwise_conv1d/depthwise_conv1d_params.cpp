@@ -19,8 +19,10 @@ void check_param_dtype(const at::Tensor& t, const char* name, at::ScalarType x_t
 
 at::Tensor empty_like_conv_input(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), L = x.size(2);
-  const bool channels_last =
-      C > 1 && x.stride(1) == 1 && x.stride(2) == C && x.stride(0) == C * L;
+  // Channels-fast x (dense channels-last, or a view of a wider (B, L, *) projection such as
+  // in_proj's output): the kernels walk channels fastest, so the outputs take that layout too
+  // and their stores coalesce.
+  const bool channels_last = C > 1 && x.stride(1) == 1;
   if (channels_last) return at::empty({B, L, C}, x.options()).transpose(1, 2);
   return at::empty({B, C, L}, x.options());
 }
