@@ -48,9 +48,9 @@ at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& we
 
 // launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel (total counts the
 // initial states' elements too);
-// launch_dweight(tag, bp, rows_per_part, partial, channels, parts, smem_bytes) runs
-// conv_bwd_dweight_kernel on a (channels, parts) grid of kConvThreads-thread blocks with smem_bytes
-// of dynamic shared memory.
+// launch_dweight(tag, bp, rows_per_part, partial, channel_blocks, parts, smem_bytes, channels_fast)
+// runs conv_bwd_dweight_kernel on a (channel_blocks, parts) grid of kConvThreads-thread blocks
+// with smem_bytes of dynamic shared memory.
 template <typename LaunchDx, typename LaunchDweight>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
@@ -72,8 +72,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
-      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), p.channels, parts,
-                     dweight_smem_bytes<decltype(tag)>());
+      const bool fast_c = channels_fast(x);
+      const int64_t channel_blocks =
+          fast_c ? (p.channels + kDweightChannels - 1) / kDweightChannels : p.channels;
+      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), channel_blocks, parts,
+                     dweight_smem_bytes<decltype(tag)>(), fast_c);
     });
   }
   const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order

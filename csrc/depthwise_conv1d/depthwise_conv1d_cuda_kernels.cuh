@@ -28,6 +28,10 @@ constexpr int kConvThreads = 256;  // every launch; the dweight tree needs a pow
 static_assert((kConvThreads & (kConvThreads - 1)) == 0, "the dweight tree halves kConvThreads");
 // Rows (batch x step pairs) one dweight/dbias block sums before writing its partial.
 constexpr int64_t kRowsPerPart = 8192;
+// Channels of one dweight/dbias block when x is channels-fast: a warp's lanes take consecutive
+// channels, so each load of a row coalesces; the block's other warps take other rows.
+constexpr int kDweightChannels = 32;
+static_assert(kConvThreads % kDweightChannels == 0, "whole row lanes per block");
 
 template <typename input_t>
 using conv_acc_t = typename AccType<input_t>::type;
@@ -190,22 +194,30 @@ __global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fa
   }
 }
 
-// Block (c, part) sums g * x (per tap) and g over rows [part * rows, (part + 1) * rows) of the
-// flattened (batch, step) range of channel c, and writes partial[part][c][0..K] (K = bias) in the
-// accumulation type.
+// Block (x, part) sums g * x (per tap) and g over rows [part * rows, (part + 1) * rows) of the
+// flattened (batch, step) range of its channels, and writes partial[part][c][0..K] (K = bias) in
+// the accumulation type for each. Steps contiguous in x: block x is channel x, its threads take
+// consecutive rows. Channels contiguous (channels_fast): block x takes kDweightChannels channels
+// from x * kDweightChannels, one per lane, and kConvThreads / kDweightChannels row lanes.
 template <typename input_t>
 __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part,
-                                        void* partial_out) {
+                                        void* partial_out, bool channels_fast) {
   using acc_t = conv_acc_t<input_t>;
   acc_t* partial = static_cast<acc_t*>(partial_out);
   const DepthwiseConv1dParams& p = bp.fwd;
-  const int64_t c = blockIdx.x, part = blockIdx.y, K = p.width;
+  const int channel_lanes = channels_fast ? kDweightChannels : 1;
+  const int row_lanes = kConvThreads / channel_lanes;
+  const int row_lane = static_cast<int>(threadIdx.x) / channel_lanes;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * channel_lanes +
+                    static_cast<int>(threadIdx.x) % channel_lanes;
+  const int64_t part = blockIdx.y, K = p.width;
   const int64_t rows = p.batch * p.seqlen;
   const int64_t begin = part * rows_per_part;
-  const int64_t end = begin + rows_per_part < rows ? begin + rows_per_part : rows;
+  const int64_t end = c < p.channels ? (begin + rows_per_part < rows ? begin + rows_per_part : rows)
+                                     : begin;  // a lane past the last channel sums nothing
   acc_t acc[kMaxConvWidth + 1];
   for (int64_t k = 0; k <= K; ++k) acc[k] = acc_t(0);
-  for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) {
+  for (int64_t r = begin + row_lane; r < end; r += row_lanes) {
     const int64_t b = r / p.seqlen, t = r % p.seqlen;
     const acc_t g = grad_pre<input_t>(bp, b, c, t);
     acc[K] += g;
@@ -218,14 +230,18 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   // the instantiations for float and double share the one extern symbol.
   extern __shared__ __align__(16) unsigned char conv_tree[];
   acc_t* buf = reinterpret_cast<acc_t*>(conv_tree);
+  // A tree over the row lanes: halving down to channel_lanes leaves thread i < channel_lanes
+  // with its channel's sum over every row lane.
   for (int64_t k = 0; k <= K; ++k) {
     buf[threadIdx.x] = acc[k];
     __syncthreads();
-    for (int s = kConvThreads / 2; s > 0; s >>= 1) {
+    for (int s = kConvThreads / 2; s >= channel_lanes; s >>= 1) {
       if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
       __syncthreads();
     }
-    if (threadIdx.x == 0) partial[(part * p.channels + c) * (K + 1) + k] = buf[0];
+    if (static_cast<int>(threadIdx.x) < channel_lanes && c < p.channels) {
+      partial[(part * p.channels + c) * (K + 1) + k] = buf[threadIdx.x];
+    }
     __syncthreads();
   }
 }
