@@ -64,17 +64,26 @@ __device__ __forceinline__ double exp_dA(double dt, double A, double /*A_log2*/)
   return exp(dt * A);
 }
 
-// Sum over the `width` lanes of a slice (a power of two <= 32), by a fixed butterfly.
+// Sum over the `width` lanes of a slice (a power of two <= 32), by a fixed butterfly (offsets
+// width / 2 down to 1). Unrolled over every offset with a warp-uniform guard: the backward runs
+// four of these sums per step, and a loop over a runtime width costs as much as the shuffles.
 template <typename T>
 __device__ __forceinline__ T slice_sum(T v, int width) {
-  for (int o = width >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    if (o < width) v += __shfl_xor_sync(0xffffffffu, v, o);
+  }
   return v;
 }
 
-// Sum over the rows of a warp of the lanes holding the same state (rows of R < 32 lanes).
+// Sum over the rows of a warp of the lanes holding the same state (rows of R < 32 lanes):
+// offsets R up to 16, unrolled like slice_sum.
 template <typename T>
 __device__ __forceinline__ T rows_in_warp_sum(T v, int lanes_per_row) {
-  for (int o = lanes_per_row; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    if (o >= lanes_per_row) v += __shfl_xor_sync(0xffffffffu, v, o);
+  }
   return v;
 }
 
