@@ -2,6 +2,7 @@
 // folder registers its CPU and CUDA implementations (TORCH_LIBRARY_IMPL in <op>_*_op.*).
 #include <Python.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <type_traits>
 #include <vector>
@@ -59,6 +60,14 @@ PyObject* PyInit__C(void) {
 }
 }
 
+// needs_exact_strides exists from torch 2.7; before it, keeping x's stride order is the closest
+// guarantee for the conv operators' output layout rule (stride 1 along channels).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 7)
+constexpr at::Tag kExactStrides = at::Tag::needs_exact_strides;
+#else
+constexpr at::Tag kExactStrides = at::Tag::needs_fixed_stride_order;
+#endif
+
 TORCH_LIBRARY(mvscan, m) {
   // Returns (out, states): out (batch, dim, L) in u's dtype; states (batch, dim, n_chunks, N) in
   // the accumulation dtype, the state at the last step of every state chunk (STATE_CHUNK_LEN
@@ -88,14 +97,14 @@ TORCH_LIBRARY(mvscan, m) {
   m.def(
       "depthwise_conv1d_fwd(Tensor x, Tensor weight, Tensor? bias, int pad_left, bool silu, "
       "Tensor? seq_idx=None, Tensor? initial_states=None) -> Tensor",
-      {at::Tag::needs_exact_strides});
+      {kExactStrides});
   // Returns (dx, dweight, dbias, dinitial_states); a gradient of an absent input is an empty
   // (0,) tensor.
   m.def(
       "depthwise_conv1d_bwd(Tensor dout, Tensor x, Tensor weight, Tensor? bias, int pad_left, "
       "bool silu, Tensor? seq_idx=None, Tensor? initial_states=None) "
       "-> (Tensor, Tensor, Tensor, Tensor)",
-      {at::Tag::needs_exact_strides});
+      {kExactStrides});
 
   // Chooses the instruction set of the CPU kernels ("baseline", "avx2", "avx512", or "" for the
   // best this CPU supports) and returns the one now active. The tests run every build this way.

@@ -181,6 +181,18 @@ def test_several_dweight_parts(backend, dtype):
     check_matches_cpu_kernel(backend, got, x, w, b, dout, "same", "silu")
 
 
+@pytest.mark.parametrize("dtype", FULL_PRECISION, ids=dtype_id)
+@backends.over(*DEVICE_BACKENDS)
+def test_several_dweight_parts_channels_fast(backend, dtype):
+    """Channels-fast x: dweight blocks of 32 channel lanes (the second block partly empty at 40
+    channels) over parts of 256 rows (600 rows: three parts, the last partial)."""
+    x, w, b, dout = conv_inputs(2, 40, 300, 4, dtype, True, bias=True, seed=11)
+    assert x.stride(1) == 1
+    got = to_cpu(conv_run(backends.depthwise_conv1d(backend), *to_backend(backend, (x, w, b, dout)),
+                          "same", "silu"))
+    check_matches_cpu_kernel(backend, got, x, w, b, dout, "same", "silu")
+
+
 def test_reference_matches_f_conv1d():
     x, w, b, dout = conv_inputs(2, 8, 33, 4, torch.float64, False, bias=True)
     for padding in ("same", "causal"):

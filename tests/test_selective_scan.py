@@ -188,7 +188,10 @@ TRANSPOSED = [(Case(batch=3, dim=40, L=70, N=8, B_kind="grouped", C_kind="variab
 @backends.parametrize("case,layout", {
     "cpu": STRIDED + TRANSPOSED, "cuda": STRIDED + TRANSPOSED,
     "emulated-cuda": [(Case(batch=2, dim=20, L=70, N=8, B_kind="grouped", B_groups=2,
-                            C_kind="variable"), "transposed")]},
+                            C_kind="variable"), "transposed"),
+                      # both staged from state-stride-1 tiles, N odd (tile stride N)
+                      (Case(batch=2, dim=20, L=70, N=5, B_kind="variable", C_kind="variable"),
+                       "transposed")]},
     id=lambda c, layout: f"{case_id(c)}-{layout}")
 def test_non_contiguous_equals_contiguous(backend, case, layout):
     """Views read through their strides give bit-identical results to contiguous copies."""

@@ -64,7 +64,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
 
   const int64_t rows = p.batch * p.seqlen;
-  const int64_t rows_per_part = std::max<int64_t>(kRowsPerPart, (rows + 65534) / 65535);
+  // A channels-fast block has kConvThreads / kDweightChannels row lanes: parts of
+  // kRowsPerPart / kDweightChannels rows give its threads as many rows each as a channel block's.
+  const bool fast_c = channels_fast(x);
+  const int64_t rows_per_part = std::max<int64_t>(
+      fast_c ? kRowsPerPart / kDweightChannels : kRowsPerPart, (rows + 65534) / 65535);
   const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
   at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, acc);
   // The initial states' gradient elements follow x's; none without steps (dinit is zeros then).
@@ -72,7 +76,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
-      const bool fast_c = channels_fast(x);
       const int64_t channel_blocks =
           fast_c ? (p.channels + kDweightChannels - 1) / kDweightChannels : p.channels;
       launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), channel_blocks, parts,
