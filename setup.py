@@ -14,6 +14,8 @@ Environment variables:
 import glob
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
@@ -142,7 +144,31 @@ def _extension():
     )
 
 
+def _check_libstdcxx_is_shared(path: str) -> None:
+    """Refuses an extension with libstdc++ linked in statically (some toolchains' g++ does that by
+    default; seen on a GPU image whose CXX was such a wrapper): torch loads the shared libstdc++,
+    and with two copies in one process the first error message an operator formats crashes
+    (their locale facets differ). Linux with readelf only."""
+    readelf = shutil.which("readelf")
+    if not sys.platform.startswith("linux") or readelf is None:
+        return
+    dynamic = subprocess.run([readelf, "-d", path], capture_output=True, text=True).stdout
+    if "libstdc++.so" in dynamic:
+        return
+    raise RuntimeError(
+        f"mvscan: {os.path.basename(path)} was linked with libstdc++ inside it, not against the "
+        f"shared libstdc++ torch uses (the C++ compiler CXX={os.environ.get('CXX', 'c++')} links "
+        "it statically); such a build crashes on its first error message. Build again with a "
+        "compiler that links libstdc++ dynamically, e.g. CXX=g++ (the system compiler).")
+
+
+class BuildMvscan(BuildExtension.with_options(use_ninja=True)):
+    def build_extension(self, ext):
+        super().build_extension(ext)
+        _check_libstdcxx_is_shared(self.get_ext_fullpath(ext.name))
+
+
 setup(
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildMvscan},
 )

@@ -16,6 +16,11 @@ mkdir -p "$OUT"
 status=0
 # The interpreter that holds torch: $PYTHON, else python3 (GPU images may have no `python`).
 PY="${PYTHON:-python3}"
+# The C++ compiler for the extension and the tests' emulation builds: $MVSCAN_CXX, else the g++
+# on PATH. Not an inherited $CXX: one GPU image's CXX was a g++ wrapper that links libstdc++
+# statically, which setup.py refuses (two libstdc++ copies crash on the first error message).
+CXX="${MVSCAN_CXX:-$(command -v g++ || echo c++)}"
+export CXX
 stage="${1:-all}"
 case "$stage" in
   all|build|tests|slow|sanitizer|benchmarks) ;;

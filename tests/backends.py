@@ -67,8 +67,10 @@ def device(backend: str) -> torch.device:
 
 
 def to_backend(backend: str, obj):
-    """Tensors (alone or in a dict, list or tuple) moved to the backend's device."""
+    """Tensors (alone or in a dict, list or tuple), or a module, moved to the backend's device."""
     dev = device(backend)
+    if isinstance(obj, torch.nn.Module):
+        return obj.to(dev)
     return _map(obj, lambda t: t.to(dev))
 
 

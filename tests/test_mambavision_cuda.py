@@ -50,8 +50,15 @@ def test_training_gradients_match_reference_path():
         F.cross_entropy(model(x), target).backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        assert rel_err(grads[0][name], grads[1][name]) < 1e-3, name
+    scale = max(g.abs().max().item() for g in grads[1].values())
+    for name, want in grads[1].items():
+        got = grads[0][name]
+        if want.abs().max().item() <= 1e-4 * scale:
+            # A conv bias right before BatchNorm: its gradient is 0 up to rounding on both paths,
+            # so only an absolute bound means anything.
+            assert max_err(got, want) <= 1e-4 * scale, name
+        else:
+            assert rel_err(got, want) < 1e-3, name
 
 
 def test_fp16_autocast_channels_last():

@@ -84,8 +84,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   }
   const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order
   at::Tensor dweight = sums.narrow(1, 0, p.width).to(weight.scalar_type()).contiguous();
-  at::Tensor dbias = bias.has_value() ? sums.select(1, p.width).to(bias->scalar_type())
-                                      : at::empty({0}, acc);
+  // contiguous(): a column of sums is a strided view (and .to() of the same dtype returns it),
+  // while the operator's fake (and the CPU kernel) give a dense (channels,) tensor.
+  at::Tensor dbias = bias.has_value()
+                         ? sums.select(1, p.width).to(bias->scalar_type()).contiguous()
+                         : at::empty({0}, acc);
   return {dx, dweight, dbias, dinit};
 }
 
