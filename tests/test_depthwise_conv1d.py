@@ -188,7 +188,7 @@ def test_several_dweight_parts(backend, dtype):
 @backends.over(*DEVICE_BACKENDS)
 def test_several_dweight_parts_channels_fast(backend, dtype):
     """Channels-fast x: dweight blocks of 32 channel lanes (the second block partly empty at 40
-    channels) over parts of 256 rows (600 rows: three parts, the last partial)."""
+    channels) over parts of 64 rows (600 rows: ten parts, the last partial)."""
     x, w, b, dout = conv_inputs(2, 40, 300, 4, dtype, True, bias=True, seed=11)
     assert x.stride(1) == 1
     got = to_cpu(conv_run(backends.depthwise_conv1d(backend), *to_backend(backend, (x, w, b, dout)),
