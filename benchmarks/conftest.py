@@ -9,8 +9,9 @@ import pytest
 
 _medians: dict[str, dict[str, float]] = defaultdict(dict)
 # Backends others are compared with, when measured earlier in the same group ("unfused": the same
-# computation as separate mvscan functions, the baseline of a fused one).
-PEERS = ("reference", "unfused", "mamba_ssm")
+# computation as separate mvscan functions, the baseline of a fused one; "mambapy": transformers'
+# parallel-scan path of its Mamba models).
+PEERS = ("reference", "unfused", "mamba_ssm", "mambapy")
 
 
 @pytest.fixture

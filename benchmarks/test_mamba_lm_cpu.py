@@ -1,70 +1,58 @@
 """CPU MambaForCausalLM (Hugging Face transformers, the 130m layer shape, 4 layers, random
-weights): prefill tokens/s and decode tokens/s, transformers' own PyTorch path ("reference") vs
-the same model with mvscan.integrations.transformers enabled ("mvscan"), same weights, same run.
+weights): prefill tokens/s and decode tokens/s through transformers' own PyTorch path
+("reference"), its mambapy path (when mambapy is installed) and mvscan
+(mvscan.integrations.transformers), same weights, same run. The model and the rows come from
+mvscan.lm_benchmark, which `python -m mvscan.benchmark --model mamba` runs interleaved.
 `pytest benchmarks/ --benchmark-only`."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
-import mvscan.integrations.transformers as integration
+from mvscan import lm_benchmark
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 
-PREFILL = [(1, 1024), (1, 2048), (8, 512)]  # (batch, tokens)
-DECODE = [(1, 32), (16, 32)]                # (batch, new tokens) after a 16-token prompt
-BACKENDS = ("reference", "mvscan")          # the reference first: the ratio needs it
+# Peers first: ratios are taken against backends measured before in the same group.
+PATHS = {"reference": "torch", "mambapy": "mambapy", "mvscan": "mvscan"}
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    config = transformers.MambaConfig(vocab_size=1024, hidden_size=768, state_size=16,
-                                      num_hidden_layers=4, expand=2, use_mambapy=False)
-    return transformers.MambaForCausalLM(config).eval()
+    return lm_benchmark.build_model(layers=4)
 
 
-def run_with(backend, fn):
-    (integration.enable if backend == "mvscan" else integration.disable)()
-    try:
-        return fn()
-    finally:
-        integration.disable()
+def timed(benchmark, record_ratio, model, group, backend, fn, tokens_done):
+    if PATHS[backend] not in lm_benchmark.available_paths():
+        pytest.skip(f"{backend} is not installed")
+    benchmark.group = group
+
+    def run():
+        with lm_benchmark.use_path(model, PATHS[backend]):
+            return fn()
+
+    out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    record_ratio(group, backend)
+    if benchmark.stats is not None:
+        benchmark.extra_info["tokens_per_s"] = round(tokens_done / benchmark.stats.stats.median)
+    return out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("batch,tokens", PREFILL, ids=[f"{b}x{t}" for b, t in PREFILL])
+@pytest.mark.parametrize("backend", list(PATHS))
+@pytest.mark.parametrize("batch,tokens", lm_benchmark.PREFILL_ROWS,
+                         ids=[f"{b}x{t}" for b, t in lm_benchmark.PREFILL_ROWS])
 def test_prefill(benchmark, record_ratio, model, batch, tokens, backend):
-    group = f"mamba-130m x4 layers cpu fp32 prefill {batch}x{tokens}"
-    benchmark.group = group
-    ids = torch.randint(0, 1024, (batch, tokens), generator=torch.Generator().manual_seed(1))
-
-    def prefill():
-        with torch.inference_mode():
-            return run_with(backend, lambda: model(ids).logits)
-
-    logits = benchmark.pedantic(prefill, rounds=3, warmup_rounds=1)
-    assert logits.shape == (batch, tokens, 1024)
-    record_ratio(group, backend)
-    if benchmark.stats is not None:
-        benchmark.extra_info["tokens_per_s"] = round(batch * tokens / benchmark.stats.stats.median)
+    logits = timed(benchmark, record_ratio, model,
+                   f"mamba-130m x4 layers cpu fp32 prefill {batch}x{tokens}", backend,
+                   lm_benchmark.prefill_fn(model, batch, tokens), batch * tokens)
+    assert logits.shape == (batch, tokens, lm_benchmark.VOCAB)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("batch,new", DECODE, ids=[f"b{b}-{n}new" for b, n in DECODE])
+@pytest.mark.parametrize("backend", list(PATHS))
+@pytest.mark.parametrize("batch,new", lm_benchmark.DECODE_ROWS,
+                         ids=[f"b{b}-{n}new" for b, n in lm_benchmark.DECODE_ROWS])
 def test_decode(benchmark, record_ratio, model, batch, new, backend):
-    group = f"mamba-130m x4 layers cpu fp32 greedy decode b{batch} {new} tokens"
-    benchmark.group = group
-    ids = torch.randint(0, 1024, (batch, 16), generator=torch.Generator().manual_seed(2))
-
-    def decode():
-        with torch.inference_mode():
-            return run_with(backend, lambda: model.generate(
-                ids, max_new_tokens=new, min_new_tokens=new, do_sample=False))
-
-    out = benchmark.pedantic(decode, rounds=3, warmup_rounds=1)
-    assert out.shape == (batch, 16 + new)
-    record_ratio(group, backend)
-    if benchmark.stats is not None:
-        benchmark.extra_info["tokens_per_s"] = round(batch * new / benchmark.stats.stats.median)
+    out = timed(benchmark, record_ratio, model,
+                f"mamba-130m x4 layers cpu fp32 greedy decode b{batch} {new} tokens", backend,
+                lm_benchmark.decode_fn(model, batch, new), batch * new)
+    assert out.shape == (batch, lm_benchmark.DECODE_PROMPT + new)

@@ -1,5 +1,7 @@
 """``python -m mvscan.benchmark``: selective-scan times of mvscan next to the pure-PyTorch
-reference at MambaVision's shapes, on random inputs, with a correctness check.
+reference at MambaVision's shapes, on random inputs, with a correctness check; with
+``--model mamba``, prefill and decode tokens/s of transformers' MambaForCausalLM through its own
+paths and through mvscan (mvscan.lm_benchmark).
 
 Timing: mvscan.timing (warm-up runs, then the median of repeated runs, CUDA synchronised)."""
 
@@ -62,8 +64,13 @@ def build_parser() -> OneLineErrorParser:
     """The command's arguments; --batch-size, --device and --dtype as in `python -m mambavision
     benchmark`."""
     parser = OneLineErrorParser(prog="python -m mvscan.benchmark", description=__doc__)
-    parser.add_argument("--repeats", type=positive_int, default=20,
-                        help="timed runs per row (median)")
+    parser.add_argument("--model", choices=("scan", "mamba"), default="scan",
+                        help="scan: the selective scan at MambaVision's shapes (default); mamba: "
+                             "MambaForCausalLM prefill and decode (needs transformers)")
+    parser.add_argument("--layers", type=positive_int, default=4,
+                        help="--model mamba: layers of the 130m shape (default 4)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timed runs per row (median; default 20, or 3 with --model mamba)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu",
                         help="cpu (default), cuda, or auto (cuda when a GPU is visible)")
@@ -84,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     dtype = DTYPES[args.dtype]
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.model == "mamba":
+        if args.batch_size is not None or args.dtype != "fp32":
+            parser.error("--batch-size and --dtype apply to --model scan; --model mamba runs its "
+                         "fixed rows in fp32")
+        from .lm_benchmark import run_mamba_benchmark
+        return run_mamba_benchmark(args.layers, args.repeats or 3, torch.device(device))
+    args.repeats = args.repeats or 20
 
     where = (torch.cuda.get_device_name() if device == "cuda"
              else f"cpu, {torch.get_num_threads()} threads")

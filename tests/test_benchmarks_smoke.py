@@ -34,7 +34,10 @@ def test_benchmark_command_smoke():
 BAD_BENCHMARK_ARGS = [(["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
                       (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
                       (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
-                      (["--dtype", "float32"], "argument --dtype: invalid choice: 'float32'")]
+                      (["--dtype", "float32"], "argument --dtype: invalid choice: 'float32'"),
+                      (["--model", "mamba", "--batch-size", "2"],
+                       "--batch-size and --dtype apply to --model scan"),
+                      (["--model", "rwkv"], "argument --model: invalid choice: 'rwkv'")]
 if not __import__("torch").cuda.is_available():
     BAD_BENCHMARK_ARGS.append((["--device", "cuda"], "--device cuda, but no CUDA GPU is visible"))
 
