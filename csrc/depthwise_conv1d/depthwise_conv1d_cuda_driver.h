@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include "depthwise_conv1d/depthwise_conv1d_params.h"
 #include "common/outputs.h"
@@ -48,9 +49,10 @@ at::Tensor depthwise_conv1d_fwd_driver(const at::Tensor& x, const at::Tensor& we
 
 // launch_dx(tag, bp, channels_fast, total, blocks) runs conv_bwd_dx_kernel (total counts the
 // initial states' elements too);
-// launch_dweight(tag, bp, rows_per_part, partial, channel_blocks, parts, smem_bytes, channels_fast)
-// runs conv_bwd_dweight_kernel on a (channel_blocks, parts) grid of kConvThreads-thread blocks
-// with smem_bytes of dynamic shared memory.
+// launch_dweight(tag, width_cap, bp, rows_per_part, partial, channel_blocks, parts, smem_bytes,
+// channels_fast) runs conv_bwd_dweight_kernel<input_t, width_cap> (width_cap an
+// std::integral_constant: kDweightSmallWidthCap or kMaxConvWidth) on a (channel_blocks, parts)
+// grid of kConvThreads-thread blocks with smem_bytes of dynamic shared memory.
 template <typename LaunchDx, typename LaunchDweight>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_driver(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
@@ -79,8 +81,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
       launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
       const int64_t channel_blocks =
           fast_c ? (p.channels + kDweightChannels - 1) / kDweightChannels : p.channels;
-      launch_dweight(tag, bp, rows_per_part, partial.data_ptr(), channel_blocks, parts,
-                     dweight_smem_bytes<decltype(tag)>(), fast_c);
+      auto launch_capped = [&](auto width_cap) {
+        launch_dweight(tag, width_cap, bp, rows_per_part, partial.data_ptr(), channel_blocks,
+                       parts, dweight_smem_bytes<decltype(tag)>(), fast_c);
+      };
+      if (p.width <= kDweightSmallWidthCap) {
+        launch_capped(std::integral_constant<int, kDweightSmallWidthCap>{});
+      } else {
+        launch_capped(std::integral_constant<int, kMaxConvWidth>{});
+      }
     });
   }
   const at::Tensor sums = partial.sum(0);  // (channels, K + 1), summed in a fixed order

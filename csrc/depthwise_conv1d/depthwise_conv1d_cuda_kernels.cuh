@@ -32,6 +32,10 @@ constexpr int64_t kRowsPerPart = 8192;
 // channels, so each load of a row coalesces; the block's other warps take other rows.
 constexpr int kDweightChannels = 32;
 static_assert(kConvThreads % kDweightChannels == 0, "whole row lanes per block");
+// The dweight kernel keeps one partial sum per tap in registers, over a compile-time number of
+// taps: kDweightSmallWidthCap (K <= 4: Mamba's 4, MambaVision's 3) or kMaxConvWidth (any other
+// K). Indexed at run time, the sums lived on a 136-byte stack.
+constexpr int kDweightSmallWidthCap = 4;
 
 template <typename input_t>
 using conv_acc_t = typename AccType<input_t>::type;
@@ -199,7 +203,9 @@ __global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fa
 // the accumulation type for each. Steps contiguous in x: block x is channel x, its threads take
 // consecutive rows. Channels contiguous (channels_fast): block x takes kDweightChannels channels
 // from x * kDweightChannels, one per lane, and kConvThreads / kDweightChannels row lanes.
-template <typename input_t>
+// K = p.width <= kWidthCap; every loop over the taps' sums is unrolled to kWidthCap and guarded
+// by K, so no sum is indexed at run time.
+template <typename input_t, int kWidthCap>
 __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part,
                                         void* partial_out, bool channels_fast) {
   using acc_t = conv_acc_t<input_t>;
@@ -215,15 +221,20 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   const int64_t begin = part * rows_per_part;
   const int64_t end = c < p.channels ? (begin + rows_per_part < rows ? begin + rows_per_part : rows)
                                      : begin;  // a lane past the last channel sums nothing
-  acc_t acc[kMaxConvWidth + 1];
-  for (int64_t k = 0; k <= K; ++k) acc[k] = acc_t(0);
+  acc_t acc[kWidthCap];  // tap k's sum of g * x
+  acc_t acc_bias = 0;    // the sum of g
+#pragma unroll
+  for (int k = 0; k < kWidthCap; ++k) acc[k] = acc_t(0);
   for (int64_t r = begin + row_lane; r < end; r += row_lanes) {
     const int64_t b = r / p.seqlen, t = r % p.seqlen;
     const acc_t g = grad_pre<input_t>(bp, b, c, t);
-    acc[K] += g;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t s = t + k - p.pad_left;
-      if (same_sequence(p, b, s, t)) acc[k] += g * x_at<input_t>(p, b, c, s);
+    acc_bias += g;
+#pragma unroll
+    for (int k = 0; k < kWidthCap; ++k) {
+      if (k < K) {
+        const int64_t s = t + k - p.pad_left;
+        if (same_sequence(p, b, s, t)) acc[k] += g * x_at<input_t>(p, b, c, s);
+      }
     }
   }
   // kConvThreads values of acc_t (dynamic: see dweight_smem_bytes); declared as bytes because
@@ -233,7 +244,12 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
   // A tree over the row lanes: halving down to channel_lanes leaves thread i < channel_lanes
   // with its channel's sum over every row lane.
   for (int64_t k = 0; k <= K; ++k) {
-    buf[threadIdx.x] = acc[k];
+    acc_t v = acc_bias;  // k == K: the bias; else tap k's sum, picked without indexing
+#pragma unroll
+    for (int j = 0; j < kWidthCap; ++j) {
+      if (j == k && k < K) v = acc[j];
+    }
+    buf[threadIdx.x] = v;
     __syncthreads();
     for (int s = kConvThreads / 2; s >= channel_lanes; s >>= 1) {
       if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];

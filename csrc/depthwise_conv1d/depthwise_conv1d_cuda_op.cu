@@ -46,10 +46,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd(
             <<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(bp, fast_c, total);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       },
-      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, void* partial,
-          int64_t channel_blocks, int64_t parts, size_t smem_bytes, bool fast_c) {
+      [&](auto tag, auto width_cap, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part,
+          void* partial, int64_t channel_blocks, int64_t parts, size_t smem_bytes, bool fast_c) {
         const dim3 grid(static_cast<unsigned>(channel_blocks), static_cast<unsigned>(parts));
-        conv_bwd_dweight_kernel<decltype(tag)>
+        conv_bwd_dweight_kernel<decltype(tag), decltype(width_cap)::value>
             <<<grid, kConvThreads, smem_bytes, stream>>>(bp, rows_per_part, partial, fast_c);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });

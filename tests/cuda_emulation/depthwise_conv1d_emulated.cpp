@@ -69,10 +69,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd(
           int64_t blocks) {
         run_grid(blocks, 1, 0, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
       },
-      [&](auto tag, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part, void* partial,
-          int64_t channel_blocks, int64_t parts, size_t smem_bytes, bool fast_c) {
+      [&](auto tag, auto width_cap, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part,
+          void* partial, int64_t channel_blocks, int64_t parts, size_t smem_bytes, bool fast_c) {
         run_grid(channel_blocks, parts, smem_bytes, [&] {
-          conv_bwd_dweight_kernel<decltype(tag)>(bp, rows_per_part, partial, fast_c);
+          conv_bwd_dweight_kernel<decltype(tag), decltype(width_cap)::value>(bp, rows_per_part,
+                                                                             partial, fast_c);
         });
       });
 }
