@@ -3,7 +3,10 @@ shape: hidden 768, state 16, expand 2; random weights) through transformers' own
 its mambapy path (when the mambapy package is installed) and mvscan, on the same model in the
 same run: what `python -m mvscan.benchmark --model mamba` prints.
 
-The three paths are interleaved row by row, so a shared host's drift affects them alike."""
+The three paths are interleaved row by row, so a shared host's drift affects them alike. On a GPU
+with mamba_ssm and causal-conv1d installed, transformers runs their kernels whatever
+use_mambapy says: its 'torch' and 'mambapy' columns then both measure mamba_ssm (untested here:
+no GPU run of this benchmark yet)."""
 
 from __future__ import annotations
 
