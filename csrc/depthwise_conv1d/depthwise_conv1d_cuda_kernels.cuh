@@ -17,6 +17,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <cstdint>
+
 #include "depthwise_conv1d/depthwise_conv1d.h"
 #include "common/dtypes.h"
 #include "common/math.h"
@@ -52,20 +54,29 @@ struct Element {
   int64_t b, c, t;
 };
 
+// *q = n / d, *r = n % d (n >= 0, d > 0): in 32 bits whenever both fit, as they do below 2^32
+// elements. A 64-bit division is a long software routine on a GPU, and these run per element.
+__device__ __forceinline__ void div_mod(int64_t n, int64_t d, int64_t* q, int64_t* r) {
+  if (((n | d) >> 32) == 0) {
+    const uint32_t q32 = static_cast<uint32_t>(n) / static_cast<uint32_t>(d);
+    *q = q32;
+  } else {
+    *q = n / d;
+  }
+  *r = n - *q * d;
+}
+
 // Element e in an order whose fastest index is the contiguous one of x.
 __device__ __forceinline__ Element element_of(int64_t e, int64_t C, int64_t L,
                                               bool channels_fast) {
   Element el;
+  int64_t rest;
   if (channels_fast) {
-    el.c = e % C;
-    const int64_t rest = e / C;
-    el.t = rest % L;
-    el.b = rest / L;
+    div_mod(e, C, &rest, &el.c);
+    div_mod(rest, L, &el.b, &el.t);
   } else {
-    el.t = e % L;
-    const int64_t rest = e / L;
-    el.c = rest % C;
-    el.b = rest / C;
+    div_mod(e, L, &rest, &el.t);
+    div_mod(rest, C, &el.b, &el.c);
   }
   return el;
 }
@@ -190,7 +201,9 @@ __global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fa
           static_cast<input_t>(grad_x<input_t>(bp, el.b, el.c, el.t));
     } else {
       const int64_t i = e - n_x, K1 = p.width - 1;
-      const int64_t j = i % K1, c = (i / K1) % p.channels, b = i / (K1 * p.channels);
+      int64_t rest, j, b, c;
+      div_mod(i, K1, &rest, &j);
+      div_mod(rest, p.channels, &b, &c);
       static_cast<input_t*>(bp.dinit)[b * bp.dinit_strides.batch + c * bp.dinit_strides.dim +
                                       j * bp.dinit_strides.len] =
           static_cast<input_t>(grad_x<input_t>(bp, b, c, j - K1));
@@ -226,7 +239,8 @@ __global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t row
 #pragma unroll
   for (int k = 0; k < kWidthCap; ++k) acc[k] = acc_t(0);
   for (int64_t r = begin + row_lane; r < end; r += row_lanes) {
-    const int64_t b = r / p.seqlen, t = r % p.seqlen;
+    int64_t b, t;
+    div_mod(r, p.seqlen, &b, &t);
     const acc_t g = grad_pre<input_t>(bp, b, c, t);
     acc_bias += g;
 #pragma unroll
