@@ -66,21 +66,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> depthwise_conv1d_bwd_
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
 
   const int64_t rows = p.batch * p.seqlen;
-  // A channels-fast block has kConvThreads / kDweightChannels = 8 row lanes: parts of 64 rows
-  // (8 rows a thread). With 256-row parts MambaVision-T's stage 4 at batch 64 made 130 blocks,
-  // one per SM (ncu on an H200: 12% occupancy, slower than before the channel blocks).
   const bool fast_c = channels_fast(x);
-  const int64_t rows_per_part = std::max<int64_t>(
-      fast_c ? kRowsPerPart / kDweightChannels / 4 : kRowsPerPart, (rows + 65534) / 65535);
-  const int64_t parts = std::max<int64_t>(1, (rows + rows_per_part - 1) / rows_per_part);
-  at::Tensor partial = at::zeros({parts, p.channels, p.width + 1}, acc);
+  const int64_t channel_blocks =
+      fast_c ? (p.channels + kDweightChannels - 1) / kDweightChannels : p.channels;
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  // Channels-fast blocks have kConvThreads / kDweightChannels = 8 row lanes: parts of at least
+  // 64 rows (8 a thread), and of more once the grid passes kDweightTargetBlocks, so that the
+  // partial sums stay small for long sequences. (With 256-row parts MambaVision-T's stage 4 at
+  // batch 64 made 130 blocks, one per SM: 12% occupancy in ncu on an H200.)
+  const int64_t rows_per_part =
+      fast_c ? std::max({int64_t(64), ceil_div(rows * channel_blocks, kDweightTargetBlocks),
+                         ceil_div(rows, 65535)})
+             : std::max<int64_t>(kRowsPerPart, ceil_div(rows, 65535));
+  const int64_t parts = std::max<int64_t>(1, ceil_div(rows, rows_per_part));
+  // Every (part, channel, k) entry is written when the kernel runs; zeros when it does not.
+  at::Tensor partial = x.numel() > 0 ? poisoned(at::empty({parts, p.channels, p.width + 1}, acc))
+                                     : at::zeros({parts, p.channels, p.width + 1}, acc);
   // The initial states' gradient elements follow x's; none without steps (dinit is zeros then).
   const int64_t total = x.numel() + (bp.dinit != nullptr && p.seqlen > 0 ? dinit.numel() : 0);
   if (total > 0) {
     dispatch_input_type(x.scalar_type(), "mvscan.depthwise_conv1d", [&](auto tag) {
-      launch_dx(tag, bp, channels_fast(x), total, elementwise_blocks(total));
-      const int64_t channel_blocks =
-          fast_c ? (p.channels + kDweightChannels - 1) / kDweightChannels : p.channels;
+      launch_dx(tag, bp, fast_c, total, elementwise_blocks(total));
       auto launch_capped = [&](auto width_cap) {
         launch_dweight(tag, width_cap, bp, rows_per_part, partial.data_ptr(), channel_blocks,
                        parts, dweight_smem_bytes<decltype(tag)>(), fast_c);

@@ -38,6 +38,8 @@ static_assert(kConvThreads % kDweightChannels == 0, "whole row lanes per block")
 // taps: kDweightSmallWidthCap (K <= 4: Mamba's 4, MambaVision's 3) or kMaxConvWidth (any other
 // K). Indexed at run time, the sums lived on a 136-byte stack.
 constexpr int kDweightSmallWidthCap = 4;
+// Blocks a channels-fast dweight grid aims at (about 8 resident blocks on each of 132 SMs).
+constexpr int64_t kDweightTargetBlocks = 1024;
 
 template <typename input_t>
 using conv_acc_t = typename AccType<input_t>::type;
@@ -218,9 +220,12 @@ __global__ void conv_bwd_dx_kernel(DepthwiseConv1dBwdParams bp, bool channels_fa
 // from x * kDweightChannels, one per lane, and kConvThreads / kDweightChannels row lanes.
 // K = p.width <= kWidthCap; every loop over the taps' sums is unrolled to kWidthCap and guarded
 // by K, so no sum is indexed at run time.
+// The K <= 4 instance is held to 64 registers: 4 blocks an SM (without the bound ptxas took 66,
+// which leaves room for 3).
 template <typename input_t, int kWidthCap>
-__global__ void conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part,
-                                        void* partial_out, bool channels_fast) {
+__global__ void __launch_bounds__(kConvThreads, kWidthCap <= kDweightSmallWidthCap ? 4 : 1)
+    conv_bwd_dweight_kernel(DepthwiseConv1dBwdParams bp, int64_t rows_per_part, void* partial_out,
+                            bool channels_fast) {
   using acc_t = conv_acc_t<input_t>;
   acc_t* partial = static_cast<acc_t*>(partial_out);
   const DepthwiseConv1dParams& p = bp.fwd;
