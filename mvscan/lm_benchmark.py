@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import time
+import statistics
 from collections.abc import Callable, Iterator
 
 import torch
 
 from .integrations import transformers as integration
+from .timing import timed_runs
 
 # (batch, prompt tokens): prefill rows; (batch, new tokens) after a 16-token prompt: decode rows.
 PREFILL_ROWS = ((1, 1024), (1, 2048), (8, 512))
@@ -95,16 +96,6 @@ def decode_fn(model, batch: int, new_tokens: int, seed: int = 2) -> Callable[[],
     return run
 
 
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def measure(model, rows: list[tuple[str, int, int, Callable[[], object]]], paths: tuple[str, ...],
             repeats: int) -> dict[tuple[str, int, int], dict[str, float]]:
     """For each (kind, batch, tokens, fn) row, the median seconds of fn on each path, the paths
@@ -119,9 +110,9 @@ def measure(model, rows: list[tuple[str, int, int, Callable[[], object]]], paths
         for _ in range(repeats):
             for path in paths:
                 with use_path(model, path):
-                    per_path[path].append(_seconds(fn, device))
+                    per_path[path] += timed_runs(fn, 1, warmup=0, device=device)
         times[(kind, batch, tokens)] = per_path
-    return {row: {p: sorted(v)[len(v) // 2] for p, v in per_path.items()}
+    return {row: {p: statistics.median(v) for p, v in per_path.items()}
             for row, per_path in times.items()}
 
 
