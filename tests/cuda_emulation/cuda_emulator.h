@@ -57,6 +57,17 @@ struct Scheduler {
 
 inline Scheduler sched;
 
+}  // namespace cuda_emulator
+
+#ifdef MVSCAN_COUNT_ACCESSES
+#include "access_counter.h"
+#define MVSCAN_COUNTING(statement) statement
+#else
+#define MVSCAN_COUNTING(statement)
+#endif
+
+namespace cuda_emulator {
+
 // The order fibers run in between barriers: 0 by thread index, 1 reversed, 2 odd threads first.
 inline int schedule_mode = 0;
 
@@ -72,6 +83,7 @@ inline int scheduled_thread(int i, int threads) {
 }
 
 inline void yield_at(Wait w) {
+  MVSCAN_COUNTING(counters::passed_barrier(sched.current));
   Fiber& f = sched.fibers[sched.current];
   f.wait = w;
   swapcontext(&f.ctx, &sched.main_ctx);
@@ -85,15 +97,35 @@ inline void fiber_entry() {
 
 constexpr size_t kStackBytes = 256 * 1024;
 
+#ifdef MVSCAN_COUNT_ACCESSES
+// What is not device memory besides the stacks: the emulator's globals and vectors.
+inline std::vector<std::pair<uintptr_t, uintptr_t>> emulator_ranges() {
+  std::vector<std::pair<uintptr_t, uintptr_t>> r;
+  auto add = [&r](const void* p, size_t n) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    r.emplace_back(a, a + n);
+  };
+  add(&sched, sizeof(sched));
+  add(sched.fibers.data(), sched.fibers.size() * sizeof(Fiber));
+  add(sched.lanes.data(), sched.lanes.size() * sizeof(double));
+  for (const Fiber& f : sched.fibers) add(f.stack.get(), kStackBytes);
+  for (const EmulatedDim3* d : {&threadIdx, &blockIdx, &blockDim, &gridDim}) add(d, sizeof(*d));
+  return r;
+}
+#endif
+
 // Runs body() as `threads` CUDA threads of block `block` of a `grid`, until every thread
-// returns.
-inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid,
-                      std::function<void()> body) {
+// returns. body stays the caller's object (a lambda on the caller's stack), not a copy.
+template <typename Body>
+inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid, Body&& body) {
   if (threads % 32 != 0) throw std::runtime_error("emulator: threads must be a multiple of 32");
+  const int64_t linear = static_cast<int64_t>(block.y) * grid.x + block.x;
+  const int64_t total = static_cast<int64_t>(grid.x) * grid.y;
+  MVSCAN_COUNTING(if (!counters::block_selected(linear, total)) return;)
   blockIdx = block;
   gridDim = grid;
   blockDim = EmulatedDim3{static_cast<unsigned>(threads), 1, 1};
-  sched.body = std::move(body);
+  sched.body = [&body] { body(); };
   sched.fibers.clear();
   sched.fibers.resize(threads);
   sched.lanes.assign(threads, 0.0);
@@ -106,20 +138,26 @@ inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid,
     makecontext(&f.ctx, fiber_entry, 0);
     f.wait = Wait::kRunning;
   }
+  MVSCAN_COUNTING(counters::begin_block(&body, linear, total, threads, emulator_ranges()));
   for (;;) {
     for (int k = 0; k < threads; ++k) {
       const int i = scheduled_thread(k, threads);
       if (sched.fibers[i].wait != Wait::kRunning) continue;
       sched.current = i;
       threadIdx.x = static_cast<unsigned>(i);
+      MVSCAN_COUNTING(counters::set_active(true));
       swapcontext(&sched.main_ctx, &sched.fibers[i].ctx);
+      MVSCAN_COUNTING(counters::set_active(false));
     }
     int done = 0, at_block = 0;
     for (const Fiber& f : sched.fibers) {
       done += f.wait == Wait::kDone;
       at_block += f.wait == Wait::kBlock;
     }
-    if (done == threads) return;
+    if (done == threads) {
+      MVSCAN_COUNTING(counters::end_block(threads));
+      return;
+    }
     if (at_block == threads) {
       for (Fiber& f : sched.fibers) f.wait = Wait::kRunning;
       continue;
@@ -145,13 +183,17 @@ inline void run_block(int threads, EmulatedDim3 block, EmulatedDim3 grid,
 
 }  // namespace cuda_emulator
 
-inline void __syncthreads() { cuda_emulator::yield_at(cuda_emulator::Wait::kBlock); }
+inline void __syncthreads() {
+  MVSCAN_COUNTING(cuda_emulator::counters::note_barrier(cuda_emulator::sched.current));
+  cuda_emulator::yield_at(cuda_emulator::Wait::kBlock);
+}
 
 // Every lane of the warp must call it, as with a full mask on a GPU.
 template <typename T>
 T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
   using cuda_emulator::sched;
   const int tid = sched.current;
+  MVSCAN_COUNTING(cuda_emulator::counters::note_shuffle(tid));
   sched.lanes[tid] = static_cast<double>(v);
   cuda_emulator::yield_at(cuda_emulator::Wait::kWarp);  // every lane has written
   const T r = static_cast<T>(sched.lanes[(tid & ~31) | ((tid & 31) ^ lane_mask)]);

@@ -84,6 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd(
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
+  MVSCAN_COUNTING(cuda_emulator::counters::def_counter_functions(m, mvscan::cuda::conv_tree, sizeof(mvscan::cuda::conv_tree)));
   // seq_idx and initial_states default to None, as in the operator schemas.
   m.def("depthwise_conv1d_fwd", &mvscan::cuda::fwd, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("pad_left"), py::arg("silu"), py::arg("seq_idx") = py::none(),

@@ -97,6 +97,7 @@ std::map<std::string, int64_t> geometry(const at::Tensor& u, const at::Tensor& d
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", &cuda_emulator::set_schedule);
+  MVSCAN_COUNTING(cuda_emulator::counters::def_counter_functions(m, mvscan::cuda::smem_raw, sizeof(mvscan::cuda::smem_raw)));
   // initial_state defaults to None, as in the operator schemas.
   m.def("selective_scan_fwd", &mvscan::cuda::fwd, py::arg("u"), py::arg("delta"), py::arg("A"),
         py::arg("B"), py::arg("C"), py::arg("D"), py::arg("z"), py::arg("delta_bias"),
