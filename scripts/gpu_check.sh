@@ -7,7 +7,9 @@
 #   bash scripts/gpu_check.sh slow        only the tests marked slow (> 2^31-element buffers)
 #   bash scripts/gpu_check.sh sanitizer   compute-sanitizer memcheck + racecheck + initcheck on small ops
 #   bash scripts/gpu_check.sh benchmarks  the CUDA benchmarks and a results table
-#   bash scripts/gpu_check.sh [all]       build, tests, sanitizer, benchmarks in one call
+#   bash scripts/gpu_check.sh costmodel   benchmarks/gpu_cost_model.py's predictions beside each
+#                                         op measured on this GPU (calibrates the model)
+#   bash scripts/gpu_check.sh [all]       build, tests, sanitizer, benchmarks, costmodel
 # Results go to $OUT (default ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,8 @@ CXX="${MVSCAN_CXX:-$(command -v g++ || echo c++)}"
 export CXX
 stage="${1:-all}"
 case "$stage" in
-  all|build|tests|slow|sanitizer|benchmarks) ;;
-  *) echo "gpu_check.sh: unknown stage '$stage' (all, build, tests, slow, sanitizer, benchmarks)"
+  all|build|tests|slow|sanitizer|benchmarks|costmodel) ;;
+  *) echo "gpu_check.sh: unknown stage '$stage' (all, build, tests, slow, sanitizer, benchmarks, costmodel)"
      exit 2 ;;
 esac
 want() { [ "$stage" = all ] || [ "$stage" = "$1" ]; }
@@ -149,6 +151,13 @@ PY
 echo "== python -m mvscan.benchmark at the GPU shapes (batch 128, bf16)"
 "$PY" -m mvscan.benchmark --device cuda --dtype bf16 --batch-size 128 --repeats 50 \
   2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
+fi
+
+if want costmodel; then
+echo "== GPU cost model: predictions (emulator counters + SASS) beside the measured ops"
+dev=$("$PY" -c "import torch; print('h200' if 'H200' in torch.cuda.get_device_name() else 'h100')")
+"$PY" benchmarks/gpu_cost_model.py --device "$dev" --measure --json "$OUT/cost_model.json" \
+  2>&1 | grep -v "No CUDA runtime" | tee "$OUT/cost_model.txt" || status=1
 fi
 
 echo "results in $OUT (stage $stage, status $status)"

@@ -2,12 +2,13 @@
 # The whole GPU check in one call that fits a 15-minute device budget (about 4 minutes of work on
 # an H200; measured 2026-11-26): build; the CUDA tests, the sanitizer and (in the background,
 # niced) mamba_ssm's scan build side by side; the CUDA benchmarks with mamba_ssm when it built;
-# Nsight Compute counters if time is left. Everything lands in $OUT/results.tgz (re-packed after
-# each stage, so a cut call still returns what ran) plus $OUT/timeline.txt.
+# the cost model's predictions beside the measured ops; Nsight Compute counters if time is left.
+# Everything lands in $OUT/results.tgz (re-packed after each stage, so a cut call still returns
+# what ran) plus $OUT/timeline.txt.
 #   PEERS=<dir with build_mamba_ssm_scan.sh and mamba_ssm-*.tar.gz> bash scripts/gpu_session.sh
 # ../shared/ does not travel to a device machine: copy the two peer files into a folder of the
 # repo that .git/info/exclude ignores and name that folder in the call's `carry` and in PEERS.
-# BUDGET_S (default 355): seconds after which the optional ncu stage is skipped.
+# BUDGET_S (default 400): seconds after which the optional ncu stage is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -56,7 +57,11 @@ OUT="$R" timeout 150 bash scripts/gpu_check.sh benchmarks > "$R/bench_stage.txt"
 el "benchmarks rc=$?"; sed -n '/speed relative to the reference/,/^=/p' "$R/benchmarks.log"
 unset PYTHONPATH
 pack
-left=$(( ${BUDGET_S:-355} - ($(date +%s) - T0) ))
+el "cost model"
+OUT="$R" timeout 150 bash scripts/gpu_check.sh costmodel > "$R/costmodel_stage.txt" 2>&1
+el "cost model rc=$?"; sed -n '/MEASURED/,$p' "$R/cost_model.txt"
+pack
+left=$(( ${BUDGET_S:-400} - ($(date +%s) - T0) ))
 if [ $left -gt 30 ] && command -v ncu >/dev/null 2>&1; then
   el "ncu ($left s)"
   metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum

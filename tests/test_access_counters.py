@@ -46,6 +46,7 @@ def test_coalesced_copy_takes_four_sectors_per_warp(probe_module):
         assert c[f"global_{d}_sectors"] == c[f"global_{d}_ideal"] == 4 * w
     assert c["unzipped_requests"] == 0
     assert c["shared_load_requests"] == c["shared_store_requests"] == 0
+    assert c["global_load_phases"] == w  # one epoch with loads per warp
 
 
 def test_stride_32_gather_takes_a_sector_per_lane(probe_module):
@@ -87,6 +88,7 @@ def test_shuffles_and_barriers(probe_module):
     assert c["warp_shuffles"] == 5 * warps(probe_module)
     assert c["block_barriers"] == 3 * BLOCKS
     assert c["shared_load_requests"] == 0 and c["global_load_requests"] == 0
+    assert c["global_load_phases"] == 0
 
 
 def test_block_sample_runs_the_blocks_asked_for(probe_module):
@@ -97,3 +99,11 @@ def test_block_sample_runs_the_blocks_asked_for(probe_module):
         probe_module.set_block_sample(0)
     assert c["blocks_run"] == 2 and c["blocks_in_grid"] == 10
     assert c["global_load_requests"] == 2 * probe_module.threads // 32
+
+
+def test_counts_stay_right_beside_another_counted_module(probe_module):
+    """Counted modules share the counters' state (inline variables are merged across shared
+    libraries): loading a second one must not change what the first counts as shared memory."""
+    build_emulation("mvscan_conv_emulation", "depthwise_conv1d_emulated.cpp", counted=True)
+    c = counts(probe_module, "shared", stride=32)
+    assert c["shared_store_wavefronts"] == 32 * warps(probe_module)

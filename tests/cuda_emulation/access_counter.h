@@ -52,6 +52,9 @@ struct LaunchCounts {
   // 32-byte sectors (global) or wavefronts (shared) they took, and the ideal number of those.
   int64_t requests[2][2] = {}, bytes[2][2] = {}, transactions[2][2] = {}, ideal[2][2] = {};
   int64_t unzipped_requests = 0;  // requests whose lanes disagreed (split, counted anyway)
+  // Barrier epochs in which a warp loads from global memory, summed over warps: each is at
+  // least one memory latency the warp waits through (its loads are used before the barrier).
+  int64_t global_load_phases = 0;
   int64_t warp_shuffles = 0, block_barriers = 0;
   // Distinct global sectors touched (loads, stores) over the sampled blocks: what DRAM must
   // move at least once if no other block shares them.
@@ -159,6 +162,7 @@ inline void tally_warp(LaunchCounts& c, int warp) {
       if (next[l] < log.size()) epoch = std::min(epoch, log[next[l]].epoch);
     }
     if (epoch == UINT32_MAX) return;
+    bool loaded = false;
     for (size_t k = 0;; ++k) {
       std::vector<Access> group[2][2];
       bool any = false;
@@ -171,6 +175,7 @@ inline void tally_warp(LaunchCounts& c, int warp) {
         }
       }
       if (!any) break;
+      loaded = loaded || !group[kGlobal][0].empty();
       int kinds = 0;
       for (auto& by_space : group)
         for (auto& g : by_space)
@@ -180,6 +185,7 @@ inline void tally_warp(LaunchCounts& c, int warp) {
           }
       if (kinds > 1) c.unzipped_requests += kinds;
     }
+    c.global_load_phases += loaded;
     for (int l = 0; l < 32; ++l) {
       const auto& log = state.per_thread[warp * 32 + l];
       while (next[l] < log.size() && log[next[l]].epoch == epoch) ++next[l];
@@ -245,10 +251,14 @@ namespace counters {
 
 // counters_enable(on), counters_reset(), set_block_sample(n) and counters_read() -> one dict
 // per launch, for the extension module m; shared_mem is the TU's `extern __shared__` buffer.
+// `state` is one object across every counted module loaded (C++ inline variables are unique
+// symbols, merged by the dynamic linker), so each enable names this module's shared memory.
 inline void def_counter_functions(pybind11::module& m, const void* shared_mem, size_t bytes) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(shared_mem);
-  state.shared = {{a, a + bytes}};
-  m.def("counters_enable", [](bool on) { state.enabled = on; });
+  m.def("counters_enable", [a, bytes](bool on) {
+    state.enabled = on;
+    state.shared = {{a, a + bytes}};
+  });
   m.def("counters_reset", [] {
     state.launches.clear();
     state.last_body = nullptr;
@@ -275,6 +285,7 @@ inline void def_counter_functions(pybind11::module& m, const void* shared_mem, s
       d["distinct_load_sectors"] = static_cast<int64_t>(c.load_sectors.size());
       d["distinct_store_sectors"] = static_cast<int64_t>(c.store_sectors.size());
       d["unzipped_requests"] = c.unzipped_requests;
+      d["global_load_phases"] = c.global_load_phases;
       d["warp_shuffles"] = c.warp_shuffles;
       d["block_barriers"] = c.block_barriers;
       out.append(d);
