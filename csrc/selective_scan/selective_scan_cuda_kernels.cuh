@@ -34,6 +34,22 @@
 //  forward, 122 backward on sm_90), not shared memory.
 //  Float exp is ex2.approx.ftz (exp2 with subnormal results flushed) on A pre-scaled by log2(e);
 //  float64 (for tests) uses exp.
+//
+// Decision (issue 11, 2026-11-26): this design against mamba_ssm's (a block per row, each thread
+// 4-16 consecutive steps with all N states in registers, vector loads, a block-wide scan over
+// the threads). Measured on an H200 in one run, bf16, mamba_ssm time / ours: MambaVision-T
+// stage 3 forward 0.92x, stage 4 1.71x (one block per 49-step row leaves mamba_ssm's threads
+// idle), forward+backward 0.59x / 0.88x; the LM row (L 2048, N 16) 0.42x forward, 0.32x
+// forward+backward. benchmarks/gpu_cost_model.py predicts every scan kernel issue-bound (H100:
+// forward 12-18x the HBM floor, backward 28-53x; global load/store efficiency 0.75-0.83 at
+// MambaVision's shapes, 1.0 on the LM row; shared conflicts <= 1.15-way): the cost is
+// instructions per (state, step), not bytes. Where ours pays more: per step and state, u, delta,
+// B and C come from shared memory (mamba_ssm: from registers, loaded once per thread and step
+// for all N states), and the sum over states needs shared memory or shuffles (mamba_ssm: a
+// register sum). Kept for MambaVision's short rows, where it measures at parity or better
+// forward; long rows and the backward are where the consecutive-steps layout wins and where the
+// next work goes (a long-row path with several steps per thread; fewer instructions per
+// backward step).
 #pragma once
 
 #include <c10/util/BFloat16.h>
