@@ -58,7 +58,7 @@ el "benchmarks rc=$?"; sed -n '/speed relative to the reference/,/^=/p' "$R/benc
 unset PYTHONPATH
 pack
 el "cost model"
-OUT="$R" timeout 150 bash scripts/gpu_check.sh costmodel > "$R/costmodel_stage.txt" 2>&1
+OUT="$R" timeout 240 bash scripts/gpu_check.sh costmodel > "$R/costmodel_stage.txt" 2>&1
 el "cost model rc=$?"; sed -n '/MEASURED/,$p' "$R/cost_model.txt"
 pack
 left=$(( ${BUDGET_S:-400} - ($(date +%s) - T0) ))
