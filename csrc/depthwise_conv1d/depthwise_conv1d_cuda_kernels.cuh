@@ -39,6 +39,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "depthwise_conv1d/depthwise_conv1d.h"
 #include "common/dtypes.h"
@@ -274,23 +275,31 @@ __device__ __forceinline__ bool needs_general_path(const DepthwiseConv1dParams& 
   return p.seq_idx != nullptr || p.init != nullptr;
 }
 
+// Calls body(r) for each r < total of this thread's grid-stride loop. The kernels call it once
+// per path, so that each path is its own loop (and sass_stats counts each one alone).
+template <typename Body>
+__device__ __forceinline__ void for_each_thread_index(int64_t total, Body&& body) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < total;
+       r += stride) {
+    body(r);
+  }
+}
+
 // Thread r takes run r of an order whose fastest index is x's contiguous one (channels, or the
 // run within its row): runs_per_row(L) runs per row, total = batch x channels x that.
 template <typename input_t>
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel(DepthwiseConv1dParams p, bool channels_fast, int64_t total) {
   const int64_t runs = runs_per_row(p.seqlen);
-  const bool general = needs_general_path(p);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < total;
-       r += stride) {
+  auto run_at = [&](int64_t r, auto general) {
     const Element run = element_of(r, p.channels, runs, channels_fast);  // t: the run's index
-    const int64_t t0 = run.t * kConvRunSteps;
-    if (general) {
-      conv_fwd_run<input_t, true>(p, run.b, run.c, t0);
-    } else {
-      conv_fwd_run<input_t, false>(p, run.b, run.c, t0);
-    }
+    conv_fwd_run<input_t, decltype(general)::value>(p, run.b, run.c, run.t * kConvRunSteps);
+  };
+  if (needs_general_path(p)) {
+    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::true_type{}); });
+  } else {
+    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::false_type{}); });
   }
 }
 
@@ -370,18 +379,16 @@ __global__ void __launch_bounds__(kConvThreads)
   // K = 1 has no initial states: nothing before step 0 is read.
   const int64_t states_runs = p.init != nullptr && p.width > 1 ? 1 : 0;
   const int64_t runs = runs_per_row(p.seqlen) + states_runs;
-  const bool general = needs_general_path(p);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < total;
-       r += stride) {
+  auto run_at = [&](int64_t r, auto general) {
     const Element run = element_of(r, p.channels, runs, channels_fast);  // t: the run's index
     const int64_t s0 =
         run.t < states_runs ? 1 - p.width : (run.t - states_runs) * kConvRunSteps;
-    if (general) {
-      conv_dx_run<input_t, true>(bp, run.b, run.c, s0);
-    } else {
-      conv_dx_run<input_t, false>(bp, run.b, run.c, s0);
-    }
+    conv_dx_run<input_t, decltype(general)::value>(bp, run.b, run.c, s0);
+  };
+  if (needs_general_path(p)) {
+    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::true_type{}); });
+  } else {
+    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::false_type{}); });
   }
 }
 
@@ -455,15 +462,18 @@ __global__ void __launch_bounds__(kConvThreads)
   acc_t sum_bias = 0;
 #pragma unroll
   for (int k = 0; k < kCap; ++k) sum[k] = acc_t(0);
-  const bool general = needs_general_path(p);
-  for (int64_t r = begin + tid / channel_lanes; r < end; r += run_lanes) {
-    int64_t b, run;
-    div_mod(r, runs, &b, &run);
-    if (general) {
-      add_dweight_run<input_t, true>(bp, b, c, run * kConvRunSteps, w, bias, sum, sum_bias);
-    } else {
-      add_dweight_run<input_t, false>(bp, b, c, run * kConvRunSteps, w, bias, sum, sum_bias);
+  auto add_runs = [&](auto general) {  // one loop per path
+    for (int64_t r = begin + tid / channel_lanes; r < end; r += run_lanes) {
+      int64_t b, run;
+      div_mod(r, runs, &b, &run);
+      add_dweight_run<input_t, decltype(general)::value>(bp, b, c, run * kConvRunSteps, w, bias,
+                                                         sum, sum_bias);
     }
+  };
+  if (needs_general_path(p)) {
+    add_runs(std::true_type{});
+  } else {
+    add_runs(std::false_type{});
   }
   if (!channels_fast) {  // the warp's lanes share a channel: butterfly, every lane gets the sum
 #pragma unroll
