@@ -275,14 +275,23 @@ __device__ __forceinline__ bool needs_general_path(const DepthwiseConv1dParams& 
   return p.seq_idx != nullptr || p.init != nullptr;
 }
 
-// Calls body(r) for each r < total of this thread's grid-stride loop. The kernels call it once
-// per path, so that each path is its own loop (and sass_stats counts each one alone).
-template <typename Body>
-__device__ __forceinline__ void for_each_thread_index(int64_t total, Body&& body) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < total;
-       r += stride) {
-    body(r);
+// Calls run_at(r, general) for each r < total of this thread's grid-stride loop, general a
+// std::true_type on the general path (sequence ids or initial states), else std::false_type:
+// one loop per path, the path decided once per launch (and sass_stats counts each loop alone).
+template <typename RunAt>
+__device__ __forceinline__ void for_each_thread_run(const DepthwiseConv1dParams& p,
+                                                    int64_t total, RunAt&& run_at) {
+  auto loop = [&](auto general) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < total;
+         r += stride) {
+      run_at(r, general);
+    }
+  };
+  if (needs_general_path(p)) {
+    loop(std::true_type{});
+  } else {
+    loop(std::false_type{});
   }
 }
 
@@ -296,11 +305,7 @@ __global__ void __launch_bounds__(kConvThreads)
     const Element run = element_of(r, p.channels, runs, channels_fast);  // t: the run's index
     conv_fwd_run<input_t, decltype(general)::value>(p, run.b, run.c, run.t * kConvRunSteps);
   };
-  if (needs_general_path(p)) {
-    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::true_type{}); });
-  } else {
-    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::false_type{}); });
-  }
+  for_each_thread_run(p, total, run_at);
 }
 
 // dx[b, c, s0 .. s0 + T) (s0 >= 0), or, for the run at s0 = 1 - K, the initial states'
@@ -385,11 +390,7 @@ __global__ void __launch_bounds__(kConvThreads)
         run.t < states_runs ? 1 - p.width : (run.t - states_runs) * kConvRunSteps;
     conv_dx_run<input_t, decltype(general)::value>(bp, run.b, run.c, s0);
   };
-  if (needs_general_path(p)) {
-    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::true_type{}); });
-  } else {
-    for_each_thread_index(total, [&](int64_t r) { run_at(r, std::false_type{}); });
-  }
+  for_each_thread_run(p, total, run_at);
 }
 
 // Adds run (b, t0 .. t0 + T) of channel c to the tap sums: sum[k] += g(t) x(t + k - pad) and
