@@ -310,3 +310,54 @@ def test_empty_sequence(backend):
     assert torch.equal(fs, inp["initial_states"])
     assert torch.equal(grads["initial_states"], inp["dfinal"])
     assert torch.equal(grads["weight"], torch.zeros_like(inp["weight"]))
+
+
+def layout_view(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """x's values in a layout: "contiguous" (steps-fast), "channels_last" (dense, channels-fast),
+    or "in_proj_view": the second channel chunk of a wider (batch, L, *) projection, transposed,
+    as MambaVision's in_proj(x).transpose(1, 2).chunk(2, dim=1)[1] (channels-fast, strided)."""
+    if layout == "contiguous":
+        return x.contiguous()
+    if layout == "channels_last":
+        return x.transpose(1, 2).contiguous().transpose(1, 2)
+    batch, dim, L = x.shape
+    wide = torch.randn(batch, L, 2 * dim + 3, dtype=x.dtype)
+    view = wide.transpose(1, 2)[:, dim:2 * dim]
+    view.copy_(x)
+    return view
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "in_proj_view"])
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 6])
+def test_run_kernels_emulated_cuda_match_cpu_under_every_schedule(K, layout):
+    """The CUDA kernels' runs of 8 steps (K <= 4; K = 6 takes the wide kernels): L = 21 ends in a
+    partial run, 37 channels fill one 32-lane block and part of another, sequence boundaries fall
+    inside and at the edges of runs, and initial states add the states' run ahead of step 0.
+    Every option combination matches the CPU kernel at fp64 and is bit-identical under the
+    emulator's three thread orders."""
+    emulated = backends.emulation("depthwise_conv1d")
+    cpu_fwd, cpu_bwd = backends.conv_ops("cpu")
+    emu_fwd, emu_bwd = backends.conv_ops("emulated-cuda")
+    inp = make_inputs(2, 37, 21, K, torch.float64, False, True, True, True, seed=K)
+    inp["seq_idx"][0] = torch.tensor([0] * 5 + [1] * 3 + [2] * 8 + [3] * 5, dtype=torch.int32)
+    x = layout_view(inp["x"], layout)
+    assert torch.equal(x, inp["x"]) and (layout == "contiguous") == (x.stride(2) == 1)
+    for init, seq, silu in itertools.product([False, True], [False, True], [False, True]):
+        args = (x, inp["weight"], inp["bias"], K // 2, silu,
+                inp["seq_idx"] if seq else None, inp["initial_states"] if init else None)
+        want = [cpu_fwd(*args), *cpu_bwd(inp["dout"], *args)]
+        results = []
+        try:
+            for mode in (0, 1, 2):
+                emulated.set_schedule(mode)
+                results.append([emu_fwd(*args), *emu_bwd(inp["dout"], *args)])
+        finally:
+            emulated.set_schedule(0)
+        what = f"init={init} seq={seq} silu={silu}"
+        for name, g, w in zip(("out", "dx", "dweight", "dbias", "dinit"), results[0], want):
+            assert g.shape == w.shape and g.stride() == w.stride(), f"{what}: {name}"
+            if w.numel():
+                assert rel_err(g, w) <= 1e-12, f"{what}: {name} {rel_err(g, w):.2e}"
+        for other in results[1:]:
+            for name, g, r in zip(("out", "dx", "dweight", "dbias", "dinit"), other, results[0]):
+                assert torch.equal(g, r), f"{what}: {name} depends on the thread order"

@@ -50,15 +50,18 @@ def test_every_kernel_of_the_built_extension():
     stats = sass_stats.kernel_stats(sass_stats.find_extension(), "sm_90")
     names = [sass_stats.short_name(s.name) for s in stats]
     instances = {"selective_scan_fwd_kernel": 1, "selective_scan_bwd_kernel": 1,
-                 "conv_fwd_kernel": 1, "conv_bwd_dx_kernel": 1,
-                 "conv_bwd_dweight_kernel": 2}  # per dtype; dweight: two tap-count caps
+                 "conv_fwd_kernel": 1, "conv_bwd_dx_kernel": 1, "conv_bwd_dweight_kernel": 1,
+                 "conv_fwd_wide_kernel": 1, "conv_bwd_dx_wide_kernel": 1,
+                 "conv_bwd_dweight_wide_kernel": 1}  # per dtype
     for kernel, per_dtype in instances.items():
         count = sum(n.startswith(kernel + "<") for n in names)
         assert count == per_dtype * len(mvscan.INPUT_DTYPES), kernel
     for s in stats:
         assert 0 < s.registers <= 255 and s.instructions > 0, s.name
         assert s.innermost_loops, s.name
-    in_registers = [s for s in stats if "selective_scan" in s.name or "dweight" in s.name]
+    # The scan's and every conv kernel's per-thread arrays (the conv run kernels' windows, the
+    # dweight sums) are indexed only by unrolled loops: none may go to the stack or local memory.
+    in_registers = [s for s in stats if "selective_scan" in s.name or "conv_" in s.name]
     for s in in_registers:
         assert s.stack_bytes == 0 and s.local_bytes == 0, s.name
 

@@ -10,10 +10,10 @@
 
 namespace mvscan {
 namespace cuda {
-// The dweight kernel's `extern __shared__` reduction tree (blocks run one after another): room
-// for the largest launch (kConvThreads doubles) plus the guard band.
+// The dweight kernels' `extern __shared__` reduction tree (blocks run one after another): room
+// for the largest launch (5 x kConvThreads doubles) plus the guard band.
 constexpr size_t kGuardBytes = 4096;
-constexpr size_t kEmulatedTreeBytes = 4096 + kGuardBytes;
+constexpr size_t kEmulatedTreeBytes = 5 * 256 * 8 + kGuardBytes;
 alignas(16) unsigned char conv_tree[kEmulatedTreeBytes];
 }  // namespace cuda
 }  // namespace mvscan
@@ -49,33 +49,27 @@ void run_grid(int64_t grid_x, int64_t grid_y, size_t smem_bytes, Kernel&& kernel
   }
 }
 
+// Runs a conv kernel on CPU fibers: launch(kernel, grid, kernel arguments...).
+struct FiberLauncher {
+  template <typename... Params, typename... Args>
+  void operator()(void (*kernel)(Params...), const ConvGrid& grid, const Args&... args) const {
+    run_grid(grid.x, grid.y, grid.smem, [&] { kernel(args...); });
+  }
+};
+
 at::Tensor fwd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                int64_t pad_left, bool silu, const std::optional<at::Tensor>& seq_idx,
                const std::optional<at::Tensor>& initial_states) {
-  return depthwise_conv1d_fwd_driver(
-      x, weight, bias, pad_left, silu, seq_idx, initial_states,
-      [&](auto tag, const DepthwiseConv1dParams& p, bool fast_c, int64_t total, int64_t blocks) {
-        run_grid(blocks, 1, 0, [&] { conv_fwd_kernel<decltype(tag)>(p, fast_c, total); });
-      });
+  return depthwise_conv1d_fwd_driver(x, weight, bias, pad_left, silu, seq_idx, initial_states,
+                                     FiberLauncher{});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd(
     const at::Tensor& dout, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& bias, int64_t pad_left, bool silu,
     const std::optional<at::Tensor>& seq_idx, const std::optional<at::Tensor>& initial_states) {
-  return depthwise_conv1d_bwd_driver(
-      dout, x, weight, bias, pad_left, silu, seq_idx, initial_states,
-      [&](auto tag, const DepthwiseConv1dBwdParams& bp, bool fast_c, int64_t total,
-          int64_t blocks) {
-        run_grid(blocks, 1, 0, [&] { conv_bwd_dx_kernel<decltype(tag)>(bp, fast_c, total); });
-      },
-      [&](auto tag, auto width_cap, const DepthwiseConv1dBwdParams& bp, int64_t rows_per_part,
-          void* partial, int64_t channel_blocks, int64_t parts, size_t smem_bytes, bool fast_c) {
-        run_grid(channel_blocks, parts, smem_bytes, [&] {
-          conv_bwd_dweight_kernel<decltype(tag), decltype(width_cap)::value>(bp, rows_per_part,
-                                                                             partial, fast_c);
-        });
-      });
+  return depthwise_conv1d_bwd_driver(dout, x, weight, bias, pad_left, silu, seq_idx,
+                                     initial_states, FiberLauncher{});
 }
 
 }  // namespace
