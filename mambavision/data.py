@@ -19,12 +19,15 @@ from torch.utils.data import Dataset, Sampler
 
 from mvscan.cli_args import UsageError
 
+from .distributed import Context, first_problem
+
 # torchvision's ImageFolder extensions.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class UnreadableImageError(UsageError):
-    """An image file Pillow cannot decode; the message names the file."""
+    """An image file Pillow cannot decode, found while loading (on one rank); the message
+    names the file."""
 
 
 def list_classes(folder: str, flag: str) -> list[str]:
@@ -106,6 +109,25 @@ class ImageFolderDataset(Dataset):
             return self.transform(image), target
         with seeded((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index):
             return self.transform(image), target
+
+
+def check_readable(dataset: "ImageFolderDataset", ctx: Context) -> None:
+    """UsageError naming the first file of dataset whose header Pillow cannot read; each rank
+    opens every world-th file. Only headers are read: a file cut short after its header fails
+    when it is loaded, with UnreadableImageError and the same message."""
+    from PIL import Image
+
+    problem = None
+    for path, _ in dataset.samples[ctx.rank::ctx.world]:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable image {path}: {exc}"
+            break
+    problem = first_problem(ctx, problem)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def variant_transform(pretrained_cfg: dict, image_size: int | None, training: bool):

@@ -61,9 +61,14 @@ def all_sum(ctx: Context, values: list[float]) -> list[float]:
     return t.tolist()
 
 
-def all_agree(ctx: Context, ok: bool) -> bool:
-    """True when ok holds on every rank (so all ranks stop together)."""
-    return all_sum(ctx, [0.0 if ok else 1.0])[0] == 0.0
+def first_problem(ctx: Context, problem: str | None) -> str | None:
+    """The lowest rank's problem (a message) when any rank has one, the same on every rank, so
+    all ranks stop together."""
+    if not ctx.distributed:
+        return problem
+    problems: list[str | None] = [None] * ctx.world
+    dist.all_gather_object(problems, problem)
+    return next((p for p in problems if p is not None), None)
 
 
 class _AllReduceSum(torch.autograd.Function):

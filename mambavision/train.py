@@ -34,7 +34,7 @@ from mvscan.cli_args import UsageError
 
 from .checkpoint import CheckpointError, load_into, read_state_dict
 from .configs import VARIANTS
-from .data import ImageFolderDataset, check_train_tree, variant_transform
+from .data import ImageFolderDataset, check_readable, check_train_tree, variant_transform
 from .distributed import Context, all_sum, wrap
 from .factory import create_model
 from .train_state import gather_rng, read_resume, save, set_rng_state
@@ -198,6 +198,7 @@ def run_train(cfg: TrainConfig, ctx: Context) -> list[dict]:
     train_set = ImageFolderDataset(
         os.path.join(cfg.data, "train"), cfg.classes,
         variant_transform(net.pretrained_cfg, cfg.image_size, training=True), seed=cfg.seed)
+    check_readable(train_set, ctx)
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=ctx.world,
                                                   rank=ctx.rank, shuffle=True, seed=cfg.seed,
                                                   drop_last=True)

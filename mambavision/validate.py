@@ -18,7 +18,8 @@ from mvscan.cli_args import DTYPES, UsageError
 
 from .checkpoint import CheckpointError, load_into, read_state_dict
 from .configs import VARIANTS
-from .data import ImageFolderDataset, ShardSampler, list_classes, variant_transform
+from .data import (ImageFolderDataset, ShardSampler, check_readable, list_classes,
+                   variant_transform)
 from .distributed import Context, all_sum
 from .factory import create_model
 
@@ -75,6 +76,7 @@ def eval_loader(folder: str, classes: list[str], pretrained_cfg: dict, image_siz
     """This rank's share of folder, with the variant's evaluation preprocessing."""
     dataset = ImageFolderDataset(folder, classes, variant_transform(pretrained_cfg, image_size,
                                                                     training=False))
+    check_readable(dataset, ctx)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), ctx.rank, ctx.world),
         num_workers=workers, pin_memory=ctx.device.type == "cuda")
