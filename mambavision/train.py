@@ -179,7 +179,7 @@ def write_history(path: str, history: list[dict]) -> None:
 
 def run_train(cfg: TrainConfig, ctx: Context) -> list[dict]:
     """Trains as cfg says; returns the per-epoch metrics (every rank). Rank 0 writes OUT."""
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2, param_groups_weight_decay
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
 
@@ -191,6 +191,9 @@ def run_train(cfg: TrainConfig, ctx: Context) -> list[dict]:
     if resume is not None:
         net.load_state_dict(resume["state_dict"])
     net.to(ctx.device)
+    # Taken before wrapping: fully_shard's DTensor parameters lose the attribute that marks
+    # A_log and D as exempt from weight decay.
+    no_decay = net.no_weight_decay()
     model = wrap(net, ctx, cfg.fsdp)
     net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     run = torch.compile(model) if cfg.compile else model
@@ -211,7 +214,9 @@ def run_train(cfg: TrainConfig, ctx: Context) -> list[dict]:
     val_loader = eval_loader(os.path.join(cfg.data, "val"), cfg.classes, net.pretrained_cfg,
                              cfg.image_size, cfg.batch_size, cfg.workers, ctx)
 
-    optimizer = create_optimizer_v2(net, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = create_optimizer_v2(
+        param_groups_weight_decay(net, cfg.weight_decay, no_weight_decay_list=no_decay),
+        opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs,
                                        warmup_epochs=cfg.warmup_epochs, warmup_lr=1e-6,
                                        min_lr=1e-6, step_on_epochs=False,
