@@ -1,4 +1,5 @@
-"""The mambavision command line. Invalid arguments give a one-line error and exit code 2."""
+"""The mambavision command line: benchmark, predict, train, validate. Invalid arguments and bad
+input give a one-line error and exit code 2."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 import sys
 
 from mvscan.cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageError,
-                             non_negative_int, positive_int, resolve_device)
+                             non_negative_float, non_negative_int, positive_int,
+                             resolve_device)
 
 from .benchmark import (PATHS, BenchmarkConfig, format_table, run_benchmark, run_sweep,
                         write_json, write_plot)
@@ -46,7 +48,95 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--checkpoint", required=True, help="a released checkpoint file")
     pred.add_argument("--topk", type=positive_int, default=5)
     pred.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+
+    train = sub.add_parser("train", help="train or fine-tune on DIR/train, validate on DIR/val "
+                                         "(one process, or under torchrun)")
+    train.add_argument("--data", required=True, help="DIR with DIR/train/<class>/* and "
+                                                     "DIR/val/<class>/*")
+    train.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
+    train.add_argument("--output", required=True, help="folder for checkpoints and metrics")
+    train.add_argument("--epochs", type=positive_int, default=300)
+    train.add_argument("--batch-size", type=positive_int, default=64, help="per process")
+    train.add_argument("--opt", choices=("adamw", "sgd"), default="adamw",
+                       help="timm's AdamW, or SGD with Nesterov momentum 0.9")
+    train.add_argument("--lr", type=non_negative_float, default=5e-4,
+                       help="peak learning rate (cosine schedule; not scaled by batch)")
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.05)
+    train.add_argument("--warmup-epochs", type=non_negative_int, default=5)
+    train.add_argument("--drop-path", type=non_negative_float, default=None,
+                       help="stochastic depth (default: the variant's)")
+    train.add_argument("--mixup", type=non_negative_float, default=0.0, help="Mixup alpha")
+    train.add_argument("--cutmix", type=non_negative_float, default=0.0, help="CutMix alpha")
+    train.add_argument("--smoothing", type=non_negative_float, default=0.1,
+                       help="label smoothing")
+    train.add_argument("--ema", action="store_true", help="keep an EMA of the weights")
+    train.add_argument("--ema-decay", type=non_negative_float, default=0.9998)
+    train.add_argument("--checkpoint", metavar="FILE",
+                       help="start from these weights (e.g. a released checkpoint); the head "
+                            "is re-initialised when the class count differs")
+    train.add_argument("--resume", metavar="FILE",
+                       help="continue a run exactly where FILE (last.pth.tar) left off")
+    train.add_argument("--save-every", type=non_negative_int, default=0, metavar="N",
+                       help="also keep epoch<N>.pth.tar every N epochs")
+    train.add_argument("--fsdp", action="store_true",
+                       help="shard the model with FSDP2 (fully_shard) instead of DDP")
+    train.add_argument("--grad-checkpointing", action="store_true")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+
+    val = sub.add_parser("validate", help="top-1/top-5/loss of a checkpoint on a folder of "
+                                          "class subfolders")
+    val.add_argument("--data", required=True, help="a folder of class subfolders")
+    val.add_argument("--model", default="mamba_vision_T", help="one of list_models()")
+    val.add_argument("--checkpoint", required=True, metavar="FILE")
+    val.add_argument("--batch-size", type=positive_int, default=64, help="per process")
+    val.add_argument("--json", metavar="FILE",
+                     help="also write {top1, top5, loss, img_per_s, images} as JSON")
+    for p in (train, val):
+        p.add_argument("--image-size", type=positive_int, default=None,
+                       help="default: the variant's resolution")
+        p.add_argument("--workers", type=non_negative_int, default=4,
+                       help="data-loading processes per rank")
+        p.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                       help="autocast dtype (default: float32)")
+        p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     return parser
+
+
+def one_line(exc: Exception) -> str:
+    """The message of a UsageError; for one re-raised from a DataLoader worker (whose message
+    is the worker's traceback) its last line, without the exception's class name."""
+    last = str(exc).strip().splitlines()[-1]
+    name = f"{type(exc).__module__}.{type(exc).__name__}: "
+    return last[len(name):] if last.startswith(name) else last
+
+
+def run_distributed(args: argparse.Namespace, device: str, prog: str) -> int:
+    """train or validate in this process (rank 0 of 1, or one rank under torchrun)."""
+    from .data import UnreadableImageError
+    from .distributed import setup, teardown
+
+    ctx = setup(device)
+    try:
+        if args.command == "validate":
+            from .validate import run_validate
+
+            if args.json and ctx.main and not writable(args.json):
+                raise UsageError(f"--json: cannot write {args.json}")
+            run_validate(args, ctx)
+        else:
+            from .train import TrainConfig, run_train
+
+            fields = TrainConfig.__dataclass_fields__
+            run_train(TrainConfig(**{k: getattr(args, k) for k in fields if hasattr(args, k)}
+                                  | dict(device=device)), ctx)
+    except UsageError as exc:
+        if ctx.main or isinstance(exc, UnreadableImageError):  # every rank checks the same args
+            print(f"{prog} {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        teardown(ctx)
+    return 0
 
 
 def run_predict(args: argparse.Namespace, device: str) -> int:
@@ -120,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         if args.command == "predict":
             return run_predict(args, device)
+        if args.command in ("train", "validate"):
+            return run_distributed(args, device, parser.prog)
         cfg = resolve(args, device)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
