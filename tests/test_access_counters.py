@@ -1,6 +1,6 @@
 """The emulator's memory-access counters (tests/cuda_emulation/access_counter.h), checked on tiny
 kernels whose counts are known by hand before benchmarks/gpu_cost_model.py trusts them on the
-real kernels: a coalesced copy, a stride-32 gather, a broadcast, shared stores without and with
+real kernels: a coalesced copy, a stride-32 gather, a load some lanes skip, a broadcast, shared stores without and with
 a 32-way bank conflict, 8-byte shared accesses, and a known number of shuffles and barriers."""
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def test_stride_32_gather_takes_a_sector_per_lane(probe_module):
     assert c["global_load_ideal"] == 4 * w  # efficiency 1/8
     assert c["distinct_load_sectors"] == 32 * w
     assert c["global_store_sectors"] == 4 * w
+
+
+def test_a_load_some_lanes_skip_is_its_own_request(probe_module):
+    c = counts(probe_module, "predicated", stride=2)
+    w = warps(probe_module)
+    assert c["global_load_requests"] == 2 * w
+    assert c["global_load_sectors"] == 8 * w  # zipping by k-th access would give 12
+    assert c["global_load_bytes"] == (64 + 128) * w
 
 
 def test_broadcast_is_one_sector(probe_module):

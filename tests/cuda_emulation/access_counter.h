@@ -7,10 +7,12 @@
 // file defines those hooks (no ThreadSanitizer runtime is linked): while a fiber runs, each
 // access to memory that is neither a stack nor the emulator's own state is logged for its
 // thread, tagged with the thread's barrier epoch (the count of __syncthreads and shuffle
-// barriers it has passed). At the end of a block the lanes of each warp are zipped: the k-th
-// access of every lane within one epoch forms one warp request, which is how a warp without
-// divergence issues them. A request whose lanes disagree on space or direction (divergent code
-// between two barriers) is split and counted as "unzipped".
+// barriers it has passed) and its site (the instrumented instruction's address). At the end of a
+// block the lanes of each warp are zipped: within one epoch, the n-th time each lane reached a
+// site forms one warp request, as one warp instruction serves every lane that executes it. A
+// lane that skips an access (a predicated load at a row edge) leaves that request short, not
+// the later ones shifted. A request whose lanes disagree on space or direction is split and
+// counted as "unzipped" (it should not happen: one site is one kind of access).
 //
 // What the counts are: the accesses the CPU compiler kept in memory. Values the compiler holds
 // in registers (and nvcc may hold differently) are not counted; on a GPU, loads of kernel
@@ -25,7 +27,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -38,6 +43,7 @@ enum Space : uint8_t { kGlobal = 0, kShared = 1 };
 
 struct Access {
   uintptr_t addr;
+  uintptr_t site;
   uint32_t epoch;
   uint16_t size;
   uint8_t space;
@@ -83,14 +89,16 @@ inline bool within(uintptr_t a, const std::vector<std::pair<uintptr_t, uintptr_t
   return false;
 }
 
-MVSCAN_NOT_COUNTED inline void record(const void* p, unsigned size, bool store, int thread) {
+MVSCAN_NOT_COUNTED inline void record(const void* p, unsigned size, bool store, int thread,
+                                      const void* site) {
   if (!state.active || state.in_hook) return;
   state.in_hook = true;
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (!within(a, state.excluded)) {
     const uint8_t space = within(a, state.shared) ? kShared : kGlobal;
-    state.per_thread[thread].push_back(Access{a, state.epoch[thread],
-                                              static_cast<uint16_t>(size), space, store});
+    state.per_thread[thread].push_back(Access{a, reinterpret_cast<uintptr_t>(site),
+                                              state.epoch[thread], static_cast<uint16_t>(size),
+                                              space, store});
   }
   state.in_hook = false;
 }
@@ -152,49 +160,38 @@ inline void tally(LaunchCounts& c, const std::vector<Access>& lanes) {
   }
 }
 
-// Zips each warp's lanes by their k-th access within each epoch (see the top of the file).
+// Zips each warp's lanes within each epoch by (site, n-th visit of the site): see the top of
+// the file.
 inline void tally_warp(LaunchCounts& c, int warp) {
-  std::vector<size_t> next(32, 0);
-  for (;;) {
-    uint32_t epoch = UINT32_MAX;
-    for (int l = 0; l < 32; ++l) {
-      const auto& log = state.per_thread[warp * 32 + l];
-      if (next[l] < log.size()) epoch = std::min(epoch, log[next[l]].epoch);
-    }
-    if (epoch == UINT32_MAX) return;
-    bool loaded = false;
-    for (size_t k = 0;; ++k) {
-      std::vector<Access> group[2][2];
-      bool any = false;
-      for (int l = 0; l < 32; ++l) {
-        const auto& log = state.per_thread[warp * 32 + l];
-        const size_t i = next[l] + k;
-        if (i < log.size() && log[i].epoch == epoch) {
-          group[log[i].space][log[i].store].push_back(log[i]);
-          any = true;
-        }
-      }
-      if (!any) break;
-      loaded = loaded || !group[kGlobal][0].empty();
-      int kinds = 0;
-      for (auto& by_space : group)
-        for (auto& g : by_space)
-          if (!g.empty()) {
-            tally(c, g);
-            ++kinds;
-          }
-      if (kinds > 1) c.unzipped_requests += kinds;
-    }
-    c.global_load_phases += loaded;
-    for (int l = 0; l < 32; ++l) {
-      const auto& log = state.per_thread[warp * 32 + l];
-      while (next[l] < log.size() && log[next[l]].epoch == epoch) ++next[l];
+  std::map<std::tuple<uint32_t, uintptr_t, uint32_t>, std::vector<Access>> requests;
+  std::map<std::pair<uint32_t, uintptr_t>, uint32_t> visits;
+  std::set<uint32_t> load_epochs;
+  for (int l = 0; l < 32; ++l) {
+    visits.clear();
+    for (const Access& a : state.per_thread[warp * 32 + l]) {
+      const uint32_t n = visits[{a.epoch, a.site}]++;
+      requests[{a.epoch, a.site, n}].push_back(a);
+      if (a.space == kGlobal && !a.store) load_epochs.insert(a.epoch);
     }
   }
+  for (const auto& entry : requests) {
+    std::vector<Access> group[2][2];
+    for (const Access& a : entry.second) group[a.space][a.store].push_back(a);
+    int kinds = 0;
+    for (auto& by_space : group)
+      for (auto& g : by_space)
+        if (!g.empty()) {
+          tally(c, g);
+          ++kinds;
+        }
+    if (kinds > 1) c.unzipped_requests += kinds;
+  }
+  c.global_load_phases += static_cast<int64_t>(load_epochs.size());
 }
 
 // Whether block `linear` of a grid of `total` runs: all of them, or sample_blocks spread evenly.
 inline bool block_selected(int64_t linear, int64_t total) {
+  if (!state.enabled) return true;  // sampling is for counting runs only
   const int64_t n = state.sample_blocks;
   if (n <= 0 || n >= total) return true;
   for (int64_t i = 0; i < n; ++i)
@@ -300,33 +297,29 @@ inline void def_counter_functions(pybind11::module& m, const void* shared_mem, s
 // The ThreadSanitizer entry points GCC's instrumentation calls. Hidden: each counted extension
 // has its own.
 #define MVSCAN_TSAN_HOOK extern "C" __attribute__((visibility("hidden"), no_sanitize_thread))
+// The return address names the access site (the instruction after the hook's call).
+#define MVSCAN_RECORD(p, n, store)                                                             \
+  cuda_emulator::counters::record(p, n, store, cuda_emulator::sched.current,                   \
+                                  __builtin_return_address(0))
 #define MVSCAN_TSAN_ACCESS(n)                                                                  \
-  MVSCAN_TSAN_HOOK void __tsan_read##n(void* p) {                                              \
-    cuda_emulator::counters::record(p, n, false, cuda_emulator::sched.current);                \
-  }                                                                                            \
-  MVSCAN_TSAN_HOOK void __tsan_write##n(void* p) {                                             \
-    cuda_emulator::counters::record(p, n, true, cuda_emulator::sched.current);                 \
-  }                                                                                            \
-  MVSCAN_TSAN_HOOK void __tsan_unaligned_read##n(void* p) {                                    \
-    cuda_emulator::counters::record(p, n, false, cuda_emulator::sched.current);                \
-  }                                                                                            \
-  MVSCAN_TSAN_HOOK void __tsan_unaligned_write##n(void* p) {                                   \
-    cuda_emulator::counters::record(p, n, true, cuda_emulator::sched.current);                 \
-  }
+  MVSCAN_TSAN_HOOK void __tsan_read##n(void* p) { MVSCAN_RECORD(p, n, false); }                \
+  MVSCAN_TSAN_HOOK void __tsan_write##n(void* p) { MVSCAN_RECORD(p, n, true); }                \
+  MVSCAN_TSAN_HOOK void __tsan_unaligned_read##n(void* p) { MVSCAN_RECORD(p, n, false); }      \
+  MVSCAN_TSAN_HOOK void __tsan_unaligned_write##n(void* p) { MVSCAN_RECORD(p, n, true); }
 MVSCAN_TSAN_ACCESS(1)
 MVSCAN_TSAN_ACCESS(2)
 MVSCAN_TSAN_ACCESS(4)
 MVSCAN_TSAN_ACCESS(8)
 MVSCAN_TSAN_ACCESS(16)
-// Ranges (memcpy-like code): counted as one access each of the first byte's request.
-MVSCAN_TSAN_HOOK void __tsan_read_range(void* p, unsigned long n) {
-  cuda_emulator::counters::record(p, static_cast<unsigned>(std::min(n, 16ul)), false,
-                                  cuda_emulator::sched.current);
-}
-MVSCAN_TSAN_HOOK void __tsan_write_range(void* p, unsigned long n) {
-  cuda_emulator::counters::record(p, static_cast<unsigned>(std::min(n, 16ul)), true,
-                                  cuda_emulator::sched.current);
-}
+// Ranges (memcpy-like code): counted as one 16-byte access per 16 bytes.
+#define MVSCAN_TSAN_RANGE(name, store)                                                         \
+  MVSCAN_TSAN_HOOK void name(void* p, unsigned long n) {                                       \
+    for (unsigned long i = 0; i < n; i += 16)                                                  \
+      MVSCAN_RECORD(static_cast<char*>(p) + i, static_cast<unsigned>(std::min(n - i, 16ul)),   \
+                    store);                                                                    \
+  }
+MVSCAN_TSAN_RANGE(__tsan_read_range, false)
+MVSCAN_TSAN_RANGE(__tsan_write_range, true)
 MVSCAN_TSAN_HOOK void __tsan_init() {}
 MVSCAN_TSAN_HOOK void __tsan_func_entry(void*) {}
 MVSCAN_TSAN_HOOK void __tsan_func_exit() {}

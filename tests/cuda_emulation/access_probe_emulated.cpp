@@ -1,6 +1,6 @@
 // Tiny kernels whose memory-access counts are known by hand, to check the emulator's access
 // counters (access_counter.h) before trusting them on the real kernels: a coalesced copy, a
-// stride-32 gather, a broadcast, shared-memory stores with 1-way and 32-way bank conflicts, a
+// stride-32 gather, a load only some lanes make, a broadcast, shared-memory stores with 1-way and 32-way bank conflicts, a
 // contiguous 8-byte shared access, and a kernel with a known number of shuffles and barriers.
 // Built only as a counted emulation (tests/test_access_counters.py).
 #include <torch/extension.h>
@@ -19,6 +19,17 @@ __global__ void copy_kernel(const float* in, float* out, int stride) {
 
 __global__ void broadcast_kernel(const float* in, float* out) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = in[0];
+}
+
+// Odd lanes load from the far half of `in` first; then every lane loads its own element: two
+// warp requests of 4 sectors each (a counter zipping lanes by their k-th access would pair the
+// even lanes' second load with the odd lanes' first).
+__global__ void predicated_kernel(const float* in, float* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int n = gridDim.x * blockDim.x;
+  float v = 0;
+  if (threadIdx.x % 2) v = in[n + i];
+  out[i] = v + in[i];
 }
 
 // Each lane stores one float at word lane * stride of shared memory, then reads it back.
@@ -65,6 +76,8 @@ void probe(const std::string& name, int64_t blocks, const at::Tensor& in, at::Te
   const int s = static_cast<int>(stride);
   if (name == "copy") {
     run(blocks, [&] { copy_kernel(x, static_cast<float*>(y), s); });
+  } else if (name == "predicated") {
+    run(blocks, [&] { predicated_kernel(x, static_cast<float*>(y)); });
   } else if (name == "broadcast") {
     run(blocks, [&] { broadcast_kernel(x, static_cast<float*>(y)); });
   } else if (name == "shared") {
