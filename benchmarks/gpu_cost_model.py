@@ -236,7 +236,7 @@ def scan_costs(dev, sass, module, batch, dim, L, N, layout, with_z, sample,
     inputs = nbytes(*args)
     fwd = cost(dev, sass, "selective_scan_fwd", "selective_scan_fwd_kernel<BFloat16>", shape,
                layout, inputs + nbytes(out), L, fwd_counts, geo_f["smem_bytes"])
-    dout = torch.randn(out.shape, dtype=dt)
+    dout = torch.randn_like(out)  # out's layout, as autograd hands it back in MambaVision
     (bwd_counts, *_), grads = counted(
         module, sample,
         lambda: module.selective_scan_bwd(dout, None, *args, states, True, None))
@@ -272,7 +272,6 @@ def conv_inputs(batch: int, channels: int, L: int, K: int, layout: str,
 def conv_costs(dev, sass, module, batch, channels, L, K, layout, sample,
                measure) -> list[KernelCost]:
     """Depthwise conv + SiLU, 'same' padding, no bias (MambaVision's conv1d_x / conv1d_z)."""
-    dt = torch.bfloat16
     x, w = conv_inputs(batch, channels, L, K, layout)
     pad = (K - 1) // 2
     shape = f"{batch}x{channels}x{L} K{K} bf16"
@@ -280,7 +279,7 @@ def conv_costs(dev, sass, module, batch, channels, L, K, layout, sample,
         module, sample, lambda: module.depthwise_conv1d_fwd(x, w, None, pad, True))
     fwd = cost(dev, sass, "depthwise_conv1d_fwd", "conv_fwd_kernel<BFloat16>", shape, layout,
                nbytes(x, w, out), L, fwd_counts, 0)
-    dout = torch.randn(out.shape, dtype=dt)
+    dout = torch.randn_like(out)  # out's layout (channels-contiguous for a channels-fast x)
     launches, (dx, dw, _, _) = counted(
         module, sample, lambda: module.depthwise_conv1d_bwd(dout, x, w, None, pad, True))
     dx_counts, dw_counts = launches[0], launches[1]
