@@ -38,6 +38,9 @@
 
 namespace cuda_emulator {
 namespace counters {
+// Internal linkage: every counted module has its own counters (inline variables and functions
+// would be merged or interposed across the modules loaded in one process).
+namespace {
 
 enum Space : uint8_t { kGlobal = 0, kShared = 1 };
 
@@ -240,22 +243,20 @@ inline void end_block(int threads) {
   state.per_thread.clear();
 }
 
+}  // namespace
 }  // namespace counters
 }  // namespace cuda_emulator
 
 namespace cuda_emulator {
 namespace counters {
+namespace {
 
 // counters_enable(on), counters_reset(), set_block_sample(n) and counters_read() -> one dict
 // per launch, for the extension module m; shared_mem is the TU's `extern __shared__` buffer.
-// `state` is one object across every counted module loaded (C++ inline variables are unique
-// symbols, merged by the dynamic linker), so each enable names this module's shared memory.
 inline void def_counter_functions(pybind11::module& m, const void* shared_mem, size_t bytes) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(shared_mem);
-  m.def("counters_enable", [a, bytes](bool on) {
-    state.enabled = on;
-    state.shared = {{a, a + bytes}};
-  });
+  state.shared = {{a, a + bytes}};
+  m.def("counters_enable", [](bool on) { state.enabled = on; });
   m.def("counters_reset", [] {
     state.launches.clear();
     state.last_body = nullptr;
@@ -291,6 +292,7 @@ inline void def_counter_functions(pybind11::module& m, const void* shared_mem, s
   });
 }
 
+}  // namespace
 }  // namespace counters
 }  // namespace cuda_emulator
 
