@@ -72,12 +72,14 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert lines[0].startswith("mamba_vision_T inference on cpu")
     rows = {l.split()[0]: l.split() for l in lines[2:4]}
     assert set(rows) == {"mvscan", "reference"}
-    assert float(rows["reference"][-1]) < 1e-4  # max relative difference to mvscan
+    assert float(rows["reference"][5]) < 1e-4  # max relative difference to mvscan
+    assert rows["reference"][-1] == "mvscan" and rows["mvscan"][5] == "-"
     report = json.loads(out.read_text())
     assert report["config"]["batch_size"] == 2 and report["config"]["device"] == "cpu"
     for r in report["results"]:
-        assert set(r) == {"path", "images_per_s", "median_ms", "times_ms",
-                          "max_rel_diff_vs_mvscan"}
+        assert set(r) == {"path", "images_per_s", "median_ms", "times_ms", "diff_vs",
+                          "max_rel_diff", "top1_agree", "compile_s"}
+        assert r["compile_s"] is None  # nothing compiled
         assert r["images_per_s"] > 0 and len(r["times_ms"]) == 2
 
 
