@@ -21,8 +21,8 @@ What it does, in order (each step exact in float32 up to rounding):
      norms and the scan's state in float32.
 
 The returned module is for inference only: it runs its forward under torch.inference_mode(), and with
-compile=True the weights it captured at the first call are frozen (changing them later has no
-effect).
+compile=True inductor treats the weights it saw at the first call as constants (prepacked
+copies of some): change them afterwards and the results are undefined; optimize again instead.
 """
 
 from __future__ import annotations
@@ -141,9 +141,8 @@ class InferenceModel(nn.Module):
         self.device_type = device.type
         run = model
         if compile:
-            options = {"freezing": True}
             mode = "max-autotune" if device.type == "cuda" else None
-            run = torch.compile(model, fullgraph=True, dynamic=False, mode=mode, options=options)
+            run = torch.compile(model, fullgraph=True, dynamic=False, mode=mode)
         # Not a submodule: the compiled wrapper would list every weight a second time.
         object.__setattr__(self, "_run", run)
 
@@ -155,7 +154,12 @@ class InferenceModel(nn.Module):
         # The compiled graph guards on the grad mode and on whether x is an inference tensor:
         # running under inference_mode, always on an inference tensor, it sees the same state
         # whether the caller uses no_grad, inference_mode or neither (no recompilation).
-        with torch.inference_mode(), autocast:
+        # Freezing is read when inductor compiles, i.e. at a first call or a recompilation, not
+        # when torch.compile is called (torch.compile(options={"freezing": True}) does not reach
+        # it in torch 2.14), so each call patches it for its duration.
+        freezing = (torch._inductor.config.patch(freezing=True) if self.compiled
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast, freezing:
             x = (x.contiguous(memory_format=layout) if x.is_inference()
                  else x.clone(memory_format=layout))
             return self._run(x)

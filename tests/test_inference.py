@@ -138,12 +138,17 @@ def test_bad_arguments():
         optimize_for_inference(model, dtype=torch.float16)
 
 
-def test_compiled_frozen_model_is_the_same_function():
-    """torch.compile(fullgraph=True) with freezing: no graph break (fullgraph would raise),
-    the same logits, and no recompilation whether the caller uses no_grad, inference_mode or
-    neither."""
+def test_compiled_frozen_model_is_the_same_function(monkeypatch):
+    """torch.compile(fullgraph=True) with freezing: inductor freezes the graph (the weights
+    become constants), no graph break (fullgraph would raise), the same logits, and no
+    recompilation whether the caller uses no_grad, inference_mode or neither."""
+    import torch._inductor.freezing
     from torch._dynamo.utils import counters
 
+    freezes = []
+    freeze = torch._inductor.freezing.freeze
+    monkeypatch.setattr(torch._inductor.freezing, "freeze",
+                        lambda *a, **k: freezes.append(1) or freeze(*a, **k))
     torch.manual_seed(0)
     model = randomize_stats(mambavision.create_model("mamba_vision_T")).eval()
     opt = optimize_for_inference(model)
@@ -157,7 +162,7 @@ def test_compiled_frozen_model_is_the_same_function():
         opt(x)
     with torch.inference_mode():
         assert rel_err(opt(x), want) < FP32_TOL
-    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["stats"]["unique_graphs"] == 1 and len(freezes) == 1
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
