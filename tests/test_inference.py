@@ -1,17 +1,11 @@
 """mambavision.optimize_for_inference computes the model's function: each fold alone (random
 weights, random BatchNorm statistics, random layer scales), whole models eager (T and B, B for
 its layer scales), and T compiled with inductor freezing; bf16's error stays small; the caller's
-model is untouched; bad arguments are refused. Then the CLI's --optimize flags (predict,
-validate, benchmark) end to end. The compiled tests share one shape (T, batch 1, 224 px), so
-inductor's cache compiles it once."""
+model is untouched; bad arguments are refused. The CLI's --optimize flags: tests/test_cli.py
+(benchmark, predict) and tests/test_train.py (validate); the compiled tests share one shape
+(T, batch 1, 224 px) where they can, so that inductor's cache compiles it once."""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +17,6 @@ from mambavision.blocks import Block, ConvBlock
 from mambavision.inference import (InferenceModel, fold_batchnorm, fold_model, fold_scale,
                                    optimize_for_inference)
 
-ROOT = Path(__file__).resolve().parent.parent
 FP32_TOL = 1e-5  # relative norm error of the folded fp32 model (the issue allows 1e-4)
 
 
@@ -163,87 +156,3 @@ def test_compiled_frozen_model_is_the_same_function(monkeypatch):
     with torch.inference_mode():
         assert rel_err(opt(x), want) < FP32_TOL
     assert counters["stats"]["unique_graphs"] == 1 and len(freezes) == 1
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MVSCAN_POISON_OUTPUTS"}
-    return subprocess.run([sys.executable, "-m", "mambavision", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def checkpoint_and_image(tmp_path_factory):
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("optimize")
-    torch.manual_seed(0)
-    model = mambavision.create_model("mamba_vision_T")
-    ckpt = d / "t.pth.tar"
-    torch.save({"state_dict": model.state_dict()}, ckpt)
-    gen = torch.Generator().manual_seed(1)
-    image = d / "img.png"
-    Image.fromarray(torch.randint(0, 256, (260, 300, 3), generator=gen,
-                                  dtype=torch.uint8).numpy()).save(image)
-    return str(ckpt), str(image)
-
-
-def test_predict_optimize_prints_what_predict_prints(checkpoint_and_image):
-    ckpt, image = checkpoint_and_image
-    common = [image, "--checkpoint", ckpt, "--topk", "3", "--device", "cpu"]
-    plain, optimized = cli("predict", *common), cli("predict", *common, "--optimize")
-    assert plain.returncode == 0 and optimized.returncode == 0, optimized.stderr
-    names = [[line.split("%", 1)[1] for line in r.stdout.splitlines()]
-             for r in (plain, optimized)]
-    assert names[0] == names[1]
-
-
-def test_validate_optimize_gives_validate_numbers(tmp_path):
-    from PIL import Image
-
-    for c in ("a", "b"):
-        (tmp_path / "val" / c).mkdir(parents=True)
-        for i in range(3):
-            gen = torch.Generator().manual_seed(i + 10 * ord(c))
-            Image.fromarray(torch.randint(0, 256, (40, 40, 3), generator=gen,
-                                          dtype=torch.uint8).numpy()).save(
-                tmp_path / "val" / c / f"{i}.png")
-    torch.manual_seed(0)
-    ckpt = tmp_path / "t2.pth.tar"
-    torch.save({"state_dict": mambavision.create_model("mamba_vision_T",
-                                                       num_classes=2).state_dict()}, ckpt)
-    reports = []
-    for extra in ([], ["--optimize"]):
-        out = tmp_path / f"v{len(extra)}.json"
-        res = cli("validate", "--data", str(tmp_path / "val"), "--checkpoint", str(ckpt),
-                  "--batch-size", "4", "--workers", "0", "--device", "cpu", "--json", str(out),
-                  *extra)
-        assert res.returncode == 0, res.stderr
-        reports.append(json.loads(out.read_text()))
-    plain, optimized = reports
-    assert optimized["images"] == plain["images"] == 6  # the padded last batch adds none
-    assert optimized["top1"] == plain["top1"]
-    assert optimized["loss"] == pytest.approx(plain["loss"], rel=1e-5)
-
-
-def test_benchmark_optimize_rows():
-    res = cli("benchmark", "--batch-size", "1", "--warmup", "0", "--repeats", "1", "--device",
-              "cpu", "--compare", "", "--optimize")
-    assert res.returncode == 0, res.stderr
-    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:4]}
-    assert set(rows) == {"mvscan", "opt-fp32"}
-    assert rows["mvscan"][4] == "-" and float(rows["opt-fp32"][4]) > 0  # compile seconds
-    assert float(rows["opt-fp32"][5]) < 1e-4 and rows["opt-fp32"][6] == "(100%)"
-
-
-@pytest.mark.parametrize("args,message", [
-    (["benchmark", "--optimize", "fp16", "--device", "cpu"], "--optimize fp16 needs --device cuda"),
-    (["benchmark", "--optimize", "fp8"], "--optimize: unknown dtype(s) ['fp8']"),
-    (["benchmark", "--optimize", "--train"], "cannot be combined with --train"),
-    (["benchmark", "--compare", "timm:no_such_net"], "--compare: unknown path(s)"),
-    (["validate", "--data", ".", "--checkpoint", "x.pth", "--optimize", "--amp", "fp16",
-      "--device", "cpu"], "--optimize with --amp fp16 needs a CUDA device"),
-])
-def test_bad_optimize_arguments(args, message):
-    res = cli(*args)
-    assert res.returncode == 2 and message in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
