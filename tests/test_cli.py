@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,11 +101,27 @@ def test_optimize_rows():
     assert float(rows["opt-fp32"][5]) < 1e-4 and rows["opt-fp32"][6] == "(100%)"
 
 
+def test_optimize_arguments():
+    def cfg(*args):
+        return resolve(build_parser().parse_args(["benchmark", *args]), "cpu")
+
+    assert cfg().optimize == [] and cfg("--optimize").optimize == ["fp32"]
+    assert cfg("--optimize", "bf16,fp32,bf16").optimize == ["bf16", "fp32"]
+    assert cfg("--compare", "reference,timm:convnext_tiny").paths == [
+        "mvscan", "reference", "timm:convnext_tiny"]
+    for args, message in [
+            (["--optimize", "fp16"], "--optimize fp16 needs --device cuda"),
+            (["--optimize", "fp8"], "--optimize: unknown dtype(s) ['fp8']"),
+            (["--optimize", "--train"], "--optimize times inference; it cannot be combined "
+                                        "with --train"),
+            (["--compare", "timm:no_such_net"], "--compare: unknown path(s) "
+                                                "['timm:no_such_net']")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            cfg(*args)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--optimize", "fp16", "--device", "cpu"], "--optimize fp16 needs --device cuda"),
-    (["--optimize", "fp8"], "--optimize: unknown dtype(s) ['fp8']"),
-    (["--optimize", "--train"], "--optimize times inference; it cannot be combined with --train"),
-    (["--compare", "timm:no_such_net"], "--compare: unknown path(s) ['timm:no_such_net']"),
     (["--model", "mamba_vision_X"], "unknown model 'mamba_vision_X'"),
     (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["--compare", "mamba_ssm"], "--compare: unknown path(s) ['mamba_ssm']"),
