@@ -6,7 +6,7 @@ so their speed shows against the eager fp32 reference. CUDA rows (skipped withou
 autocast, channels_last, batch 256, as in the paper's throughput setting.
 
 With timing disabled (the test suite's smoke run) the optimized rows run uncompiled: compiling
-takes about a minute per row."""
+takes 30-40 s per row."""
 
 from __future__ import annotations
 

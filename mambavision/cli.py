@@ -11,8 +11,8 @@ from mvscan.cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageEr
                              non_negative_float, non_negative_int, positive_int,
                              resolve_device)
 
-from .benchmark import (PATHS, TIMM_PREFIX, BenchmarkConfig, format_table, run_benchmark, run_sweep,
-                        write_json, write_plot)
+from .benchmark import (PATHS, TIMM_PREFIX, BenchmarkConfig, format_table, run_benchmark,
+                        run_sweep, write_json, write_plot)
 from .configs import VARIANTS
 
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     pred.add_argument("--optimize", action="store_true",
                       help="run mambavision.optimize_for_inference's model (compiling takes "
-                           "about a minute on CPU; worth it for many images, not for one)")
+                           "30-40 s on a 2-core CPU; worth it for many images, not one)")
 
     train = sub.add_parser("train", help="train or fine-tune on DIR/train, validate on DIR/val "
                                          "(one process, or under torchrun)")

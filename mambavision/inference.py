@@ -9,8 +9,9 @@ What it does, in order (each step exact in float32 up to rounding):
      ConvBlock's conv2 (after its BN is folded), a Block's mixer output projection (the mixer's
      out_proj or attention's proj) for gamma_1 and mlp.fc2 for gamma_2. Variants without layer
      scale (T, T2, S) have nothing to fold.
-  4. channels_last weights and inputs on CPU, where oneDNN's convolutions (stem, conv stages,
-     downsamples) run fastest in that layout.
+  4. channels_last weights and inputs, the layout oneDNN's and cuDNN's convolutions prefer
+     (on the 2-core CPU VM compiled T measured the same either way: freezing converts the conv
+     weights itself; the official throughput setting uses it on GPUs).
   5. torch.compile(fullgraph=True) with inductor freezing: weights become constants, so inductor
      prepacks the Linear and conv weights for oneDNN and folds what is left of the affine maps.
      mvscan's operators are torch.library custom ops with fake kernels, so the graph has no
@@ -20,9 +21,10 @@ What it does, in order (each step exact in float32 up to rounding):
      conv and attention in that dtype (with freezing the weights are cast once, at compile time),
      norms and the scan's state in float32.
 
-The returned module is for inference only: it runs its forward under torch.inference_mode(), and with
-compile=True inductor treats the weights it saw at the first call as constants (prepacked
-copies of some): change them afterwards and the results are undefined; optimize again instead.
+The returned module is for inference only: it runs its forward under torch.inference_mode(),
+and with compile=True inductor treats the weights it saw at the first call as constants
+(prepacked copies of some): change them afterwards and the results are undefined; optimize
+again instead.
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 class InferenceModel(nn.Module):
     """What optimize_for_inference returns: the folded model (`.model`, eager) run under
-    inference_mode, in channels_last and autocast where chosen, through torch.compile when compiled."""
+    inference_mode, in channels_last and autocast where chosen, through torch.compile when
+    compiled."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype, channels_last: bool,
                  compile: bool):
@@ -182,7 +185,7 @@ def optimize_for_inference(model: nn.Module, *, dtype: torch.dtype | None = None
         dtype: None or torch.float32 for fp32; torch.bfloat16 for bf16 autocast (fast where the
             CPU has bf16 matrix instructions, see cpu_has_bf16_matmul; elsewhere it runs, slower,
             with a warning); torch.float16 on CUDA only.
-        compile: torch.compile with inductor freezing (the first call compiles: about a minute
+        compile: torch.compile with inductor freezing (the first call compiles: 30-40 s
             for MambaVision-T on two CPU cores; each new input shape compiles again). False
             keeps the folded model eager.
         channels_last: None picks it by device (CPU: on; CUDA: on, as the official throughput
