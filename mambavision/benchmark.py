@@ -136,8 +136,9 @@ def time_paths(steps: dict[str, Callable[[torch.Tensor], object]], x: torch.Tens
                cfg: BenchmarkConfig, device: torch.device) -> dict[str, list[float]]:
     """Milliseconds of cfg.repeats timed runs of each step(x), interleaved (round r times every
     path once), after cfg.warmup runs of each."""
-    for step in steps.values():
-        timed_runs(lambda: step(x), 1, cfg.warmup, device)
+    for step in steps.values():  # cfg.warmup calls each (the last one's time is dropped)
+        if cfg.warmup:
+            timed_runs(lambda: step(x), 1, cfg.warmup - 1, device)
     times: dict[str, list[float]] = {path: [] for path in steps}
     for _ in tqdm(range(cfg.repeats), desc="rounds", unit="round", leave=False):
         for path, step in steps.items():
