@@ -1,7 +1,12 @@
 """Model images/sec: MambaVision variants through the mvscan and the reference-scan paths of
 the same weights, beside same-size timm peers (convnext_tiny, swin_tiny) when timm is installed.
-CPU rows: fp32 inference at batch 1 and 8. CUDA rows (skipped without a GPU): fp16 autocast,
-channels_last, batch 256, as in the paper's throughput setting."""
+CPU rows: fp32 inference at batch 1 and 8, then MambaVision-T and convnext_tiny through
+mambavision.optimize_for_inference (compiled with freezing) in fp32 and bf16, in the same groups
+so their speed shows against the eager fp32 reference. CUDA rows (skipped without a GPU): fp16
+autocast, channels_last, batch 256, as in the paper's throughput setting.
+
+With timing disabled (the test suite's smoke run) the optimized rows run uncompiled: compiling
+takes 30-40 s per row."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 import torch
 
 import mambavision
+from mambavision.inference import InferenceModel
 from mvscan.timing import synced
 
 VARIANTS = ["mamba_vision_T", "mamba_vision_T2", "mamba_vision_S"]
@@ -40,12 +46,20 @@ def peer_model(name: str, device: str) -> torch.nn.Module:
     return timm.create_model(name, pretrained=False).to(device).eval()
 
 
+def optimized(benchmark, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    return mambavision.optimize_for_inference(model, dtype=dtype,
+                                              compile=not benchmark.disabled)
+
+
 def measure(benchmark, record_ratio, model, group, backend, batch, device, dtype,
             channels_last=False):
     x = torch.randn(batch, 3, 224, 224, device=device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
+    if isinstance(model, InferenceModel):  # autocast inside
+        dtype = torch.float32
+        model(x)  # the first call compiles: not timed
 
     def forward():
         with torch.inference_mode(), torch.autocast(device, dtype=dtype,
@@ -75,6 +89,27 @@ def test_mambavision_cpu(benchmark, record_ratio, batch, name, backend):
 def test_peer_cpu(benchmark, record_ratio, batch, name):
     measure(benchmark, record_ratio, peer_model(name, "cpu"), f"peers cpu fp32 inference b{batch}",
             name, batch, "cpu", torch.float32)
+
+
+OPT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@pytest.mark.parametrize("dtype", OPT_DTYPES)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_mambavision_optimized_cpu(benchmark, record_ratio, batch, dtype):
+    name = "mamba_vision_T"
+    model = optimized(benchmark, mambavision_model(name, "mvscan", "cpu"), OPT_DTYPES[dtype])
+    measure(benchmark, record_ratio, model, f"{name} cpu fp32 inference b{batch}",
+            f"opt-{dtype}", batch, "cpu", torch.float32)
+
+
+@pytest.mark.skipif(not HAVE_TIMM, reason="timm peers need timm")
+@pytest.mark.parametrize("dtype", OPT_DTYPES)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_peer_optimized_cpu(benchmark, record_ratio, batch, dtype):
+    model = optimized(benchmark, peer_model("convnext_tiny", "cpu"), OPT_DTYPES[dtype])
+    measure(benchmark, record_ratio, model, f"peers cpu fp32 inference b{batch}",
+            f"convnext_tiny-opt-{dtype}", batch, "cpu", torch.float32)
 
 
 @GPU

@@ -4,6 +4,7 @@ checkpoint files unchanged and running wherever PyTorch runs, CPU included."""
 from .checkpoint import CheckpointError, load_checkpoint, read_state_dict
 from .configs import VARIANTS
 from .factory import create_model, list_models
+from .inference import optimize_for_inference
 from .model import MambaVision
 from .timm_registry import register_with_timm
 
@@ -11,4 +12,4 @@ from .timm_registry import register_with_timm
 TIMM_REGISTERED = register_with_timm()
 
 __all__ = ["CheckpointError", "MambaVision", "TIMM_REGISTERED", "VARIANTS", "create_model",
-           "list_models", "load_checkpoint", "read_state_dict"]
+           "list_models", "load_checkpoint", "optimize_for_inference", "read_state_dict"]

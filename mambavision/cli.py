@@ -11,8 +11,8 @@ from mvscan.cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageEr
                              non_negative_float, non_negative_int, positive_int,
                              resolve_device)
 
-from .benchmark import (PATHS, BenchmarkConfig, format_table, run_benchmark, run_sweep,
-                        write_json, write_plot)
+from .benchmark import (PATHS, TIMM_PREFIX, BenchmarkConfig, format_table, run_benchmark,
+                        run_sweep, write_json, write_plot)
 from .configs import VARIANTS
 
 
@@ -31,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--train", action="store_true",
                        help="time forward + backward + optimizer step instead of inference")
     bench.add_argument("--compare", default="reference",
-                       help="comma-separated paths to run beside mvscan (reference), or ''")
+                       help="comma-separated paths to run beside mvscan: reference (the "
+                            "pure-PyTorch scan, the official computation), timm:NAME (a timm "
+                            "model, e.g. timm:convnext_tiny), or ''")
+    bench.add_argument("--optimize", nargs="?", const="", default=None, metavar="DTYPES",
+                       help="also time mambavision.optimize_for_inference of mvscan's model "
+                            "and of each timm peer (folded, compiled with freezing), in --dtype "
+                            "or in each of DTYPES (e.g. fp32,bf16)")
     bench.add_argument("--image-size", type=positive_int, default=None,
                        help="default: the variant's resolution")
     bench.add_argument("--warmup", type=non_negative_int, default=2)
@@ -48,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--checkpoint", required=True, help="a released checkpoint file")
     pred.add_argument("--topk", type=positive_int, default=5)
     pred.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    pred.add_argument("--optimize", action="store_true",
+                      help="run mambavision.optimize_for_inference's model (compiling takes "
+                           "30-40 s on a 2-core CPU; worth it for many images, not one)")
 
     train = sub.add_parser("train", help="train or fine-tune on DIR/train, validate on DIR/val "
                                          "(one process, or under torchrun)")
@@ -92,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--batch-size", type=positive_int, default=64, help="per process")
     val.add_argument("--json", metavar="FILE",
                      help="also write {top1, top5, loss, img_per_s, images} as JSON")
+    val.add_argument("--optimize", action="store_true",
+                     help="evaluate mambavision.optimize_for_inference's model (folded, "
+                          "compiled with freezing; --amp becomes its dtype)")
     for p in (train, val):
         p.add_argument("--image-size", type=positive_int, default=None,
                        help="default: the variant's resolution")
@@ -158,7 +170,8 @@ def run_predict(args: argparse.Namespace, device: str) -> int:
     from .predict import predict
 
     try:
-        top = predict(args.image, args.model, args.checkpoint, args.topk, device)
+        top = predict(args.image, args.model, args.checkpoint, args.topk, device,
+                      optimize=args.optimize)
     except UnidentifiedImageError:
         raise UsageError(f"image: not an image Pillow can read: {args.image}") from None
     except CheckpointError as exc:
@@ -181,9 +194,14 @@ def resolve(args: argparse.Namespace, device: str) -> BenchmarkConfig:
     if args.model not in VARIANTS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
     compare = [p.strip() for p in args.compare.split(",") if p.strip()]
-    unknown = [p for p in compare if p not in PATHS or p == "mvscan"]
+    unknown = [p for p in compare if (p not in PATHS or p == "mvscan")
+               and not (p.startswith(TIMM_PREFIX) and timm_has(p[len(TIMM_PREFIX):]))]
     if unknown:
-        raise UsageError(f"--compare: unknown path(s) {unknown}; available: reference")
+        raise UsageError(f"--compare: unknown path(s) {unknown}; available: reference, "
+                         f"timm:NAME (a model timm has)")
+    on_gpu = device == "cuda"
+    dtype = args.dtype or ("fp16" if on_gpu else "fp32")
+    optimize = optimize_dtypes(args.optimize, dtype, device, args.train)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not writable(path):
             raise UsageError(f"{flag}: cannot write {path}")
@@ -194,13 +212,36 @@ def resolve(args: argparse.Namespace, device: str) -> BenchmarkConfig:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
-    on_gpu = device == "cuda"
     return BenchmarkConfig(
         model=args.model, batch_size=args.batch_size or (128 if on_gpu else 8), device=device,
-        dtype=args.dtype or ("fp16" if on_gpu else "fp32"), channels_last=args.channels_last,
+        dtype=dtype, channels_last=args.channels_last,
         compile=args.compile, train=args.train, paths=["mvscan"] + compare,
         image_size=args.image_size or VARIANTS[args.model].resolution, warmup=args.warmup,
-        repeats=args.repeats or (50 if on_gpu else 10))
+        repeats=args.repeats or (50 if on_gpu else 10), optimize=optimize)
+
+
+def timm_has(name: str) -> bool:
+    try:
+        import timm
+    except ImportError:
+        return False
+    return bool(timm.list_models(name))
+
+
+def optimize_dtypes(value: str | None, dtype: str, device: str, train: bool) -> list[str]:
+    """--optimize's dtypes: none without the flag, --dtype for a bare --optimize, else its
+    comma-separated list."""
+    if value is None:
+        return []
+    if train:
+        raise UsageError("--optimize times inference; it cannot be combined with --train")
+    dtypes = [d.strip() for d in value.split(",") if d.strip()] or [dtype]
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad:
+        raise UsageError(f"--optimize: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
+    if "fp16" in dtypes and device == "cpu":
+        raise UsageError("--optimize fp16 needs --device cuda (no fast fp16 on CPU); use bf16")
+    return list(dict.fromkeys(dtypes))
 
 
 def main(argv: list[str] | None = None) -> int:

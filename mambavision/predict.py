@@ -12,6 +12,7 @@ import torch
 
 from .configs import VARIANTS
 from .factory import create_model
+from .inference import optimize_for_inference
 
 
 def imagenet_classes() -> list[str]:
@@ -46,13 +47,16 @@ def preprocess(image, cfg: dict) -> torch.Tensor:
 
 
 def predict(image_path: str, model_name: str, checkpoint: str, topk: int = 5,
-            device: str = "cpu") -> list[tuple[str, float]]:
-    """[(class description, probability)] for the topk classes."""
+            device: str = "cpu", optimize: bool = False) -> list[tuple[str, float]]:
+    """[(class description, probability)] for the topk classes; optimize runs
+    optimize_for_inference's model (fp32, the same function)."""
     from PIL import Image
 
     with Image.open(image_path) as image:  # read the image first: it fails faster
         x = preprocess(image, VARIANTS[model_name].pretrained_cfg()).to(device)
     model = create_model(model_name, checkpoint_path=checkpoint).eval().to(device)
+    if optimize:
+        model = optimize_for_inference(model)
     with torch.inference_mode():
         probs = model(x).float().softmax(-1)[0]
     top = probs.topk(topk)

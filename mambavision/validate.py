@@ -22,6 +22,7 @@ from .data import (ImageFolderDataset, ShardSampler, check_readable, list_classe
                    variant_transform)
 from .distributed import Context, all_sum
 from .factory import create_model
+from .inference import optimize_for_inference
 
 
 def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
@@ -44,17 +45,22 @@ class Metrics:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, ctx: Context, amp: str | None = None) -> Metrics:
+def evaluate(model: nn.Module, loader, ctx: Context, amp: str | None = None,
+             pad_to: int | None = None) -> Metrics:
     """Runs model (eval mode) over loader's (images (B, 3, H, W) float32, targets (B,) int64)
-    and reduces the sums over ranks."""
+    and reduces the sums over ranks. pad_to: zero-pad a smaller (last) batch to this size and
+    drop the extra rows, so a model compiled for static shapes never compiles again."""
     model.eval()
     loss_sum = correct1 = correct5 = count = 0.0
     start = time.perf_counter()
     for images, targets in loader:
         images, targets = images.to(ctx.device), targets.to(ctx.device)
+        n = images.shape[0]
+        if pad_to is not None and n < pad_to:
+            images = torch.cat([images, images.new_zeros((pad_to - n, *images.shape[1:]))])
         with autocast(ctx.device, amp):
             logits = model(images)
-        logits = logits.float()
+        logits = logits[:n].float()
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top == targets[:, None]
@@ -105,11 +111,18 @@ def run_validate(args, ctx: Context) -> Metrics:
     --json there."""
     if args.model not in VARIANTS:
         raise UsageError(f"unknown model {args.model!r}; choose from {', '.join(VARIANTS)}")
+    amp = args.amp
+    if args.optimize and amp == "fp16" and ctx.device.type == "cpu":
+        raise UsageError("--optimize with --amp fp16 needs a CUDA device (no fast fp16 on "
+                         "CPU); use --amp bf16")
     classes = list_classes(args.data, "--data")
     model = load_for_eval(args.model, args.checkpoint, len(classes)).to(ctx.device)
     loader = eval_loader(args.data, classes, model.pretrained_cfg, args.image_size,
                          args.batch_size, args.workers, ctx)
-    metrics = evaluate(model, loader, ctx, args.amp)
+    if args.optimize:  # the optimized model runs its own autocast
+        model = optimize_for_inference(model, dtype=DTYPES[amp] if amp else None)
+        amp = None
+    metrics = evaluate(model, loader, ctx, amp, pad_to=args.batch_size if args.optimize else None)
     if ctx.main:
         print(f"{args.model} on {metrics.images} images: top-1 {metrics.top1 * 100:.2f}%  "
               f"top-5 {metrics.top5 * 100:.2f}%  loss {metrics.loss:.4f}  "

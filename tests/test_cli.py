@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,12 +73,14 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert lines[0].startswith("mamba_vision_T inference on cpu")
     rows = {l.split()[0]: l.split() for l in lines[2:4]}
     assert set(rows) == {"mvscan", "reference"}
-    assert float(rows["reference"][-1]) < 1e-4  # max relative difference to mvscan
+    assert float(rows["reference"][5]) < 1e-4  # max relative difference to mvscan
+    assert rows["reference"][-1] == "mvscan" and rows["mvscan"][5] == "-"
     report = json.loads(out.read_text())
     assert report["config"]["batch_size"] == 2 and report["config"]["device"] == "cpu"
     for r in report["results"]:
-        assert set(r) == {"path", "images_per_s", "median_ms", "times_ms",
-                          "max_rel_diff_vs_mvscan"}
+        assert set(r) == {"path", "images_per_s", "median_ms", "times_ms", "diff_vs",
+                          "max_rel_diff", "top1_agree", "compile_s"}
+        assert r["compile_s"] is None  # nothing compiled
         assert r["images_per_s"] > 0 and len(r["times_ms"]) == 2
 
 
@@ -87,7 +90,38 @@ def test_train_mode_runs():
     assert res.stdout.startswith("mamba_vision_T train on cpu")
 
 
+def test_optimize_rows():
+    """--optimize: the optimized model's row, its compile seconds apart, the same logits."""
+    res = cli("benchmark", "--batch-size", "1", "--warmup", "0", "--repeats", "1", "--device",
+              "cpu", "--compare", "", "--optimize")
+    assert res.returncode == 0, res.stderr
+    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:4]}
+    assert set(rows) == {"mvscan", "opt-fp32"}
+    assert rows["mvscan"][4] == "-" and float(rows["opt-fp32"][4]) > 0  # compile seconds
+    assert float(rows["opt-fp32"][5]) < 1e-4 and rows["opt-fp32"][6] == "(100%)"
+
+
+def test_optimize_arguments():
+    def cfg(*args):
+        return resolve(build_parser().parse_args(["benchmark", *args]), "cpu")
+
+    assert cfg().optimize == [] and cfg("--optimize").optimize == ["fp32"]
+    assert cfg("--optimize", "bf16,fp32,bf16").optimize == ["bf16", "fp32"]
+    assert cfg("--compare", "reference,timm:convnext_tiny").paths == [
+        "mvscan", "reference", "timm:convnext_tiny"]
+    for args, message in [
+            (["--optimize", "fp16"], "--optimize fp16 needs --device cuda"),
+            (["--optimize", "fp8"], "--optimize: unknown dtype(s) ['fp8']"),
+            (["--optimize", "--train"], "--optimize times inference; it cannot be combined "
+                                        "with --train"),
+            (["--compare", "timm:no_such_net"], "--compare: unknown path(s) "
+                                                "['timm:no_such_net']")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            cfg(*args)
+
+
 @pytest.mark.parametrize("args,message", [
+    (["--optimize", "fp16", "--device", "cpu"], "--optimize fp16 needs --device cuda"),
     (["--model", "mamba_vision_X"], "unknown model 'mamba_vision_X'"),
     (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["--compare", "mamba_ssm"], "--compare: unknown path(s) ['mamba_ssm']"),
@@ -144,6 +178,16 @@ def test_predict_prints_topk(checkpoint_and_image):
         top = model.eval()(preprocess(im, model.pretrained_cfg)).softmax(-1)[0].argmax().item()
     assert lines[0].split("%", 1)[1].strip() == imagenet_classes()[top]
     assert len(imagenet_classes()) == 1000 and imagenet_classes()[281] == "tabby, tabby cat"
+
+
+def test_predict_optimize_gives_the_same_classes(checkpoint_and_image):
+    ckpt, image, _ = checkpoint_and_image
+    common = [image, "--checkpoint", ckpt, "--topk", "3", "--device", "cpu"]
+    plain, optimized = cli("predict", *common), cli("predict", *common, "--optimize")
+    assert plain.returncode == 0 and optimized.returncode == 0, optimized.stderr
+    names = [[line.split("%", 1)[1] for line in r.stdout.splitlines()]
+             for r in (plain, optimized)]
+    assert len(names[0]) == 3 and names[0] == names[1]
 
 
 @pytest.mark.parametrize("args,message", [

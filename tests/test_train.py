@@ -158,6 +158,19 @@ def test_validate_equals_a_direct_computation(uninterrupted, data, tmp_path):
     assert got["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
 
 
+def test_validate_optimize_gives_the_same_numbers(uninterrupted, data, tmp_path):
+    """--optimize (folded, compiled with freezing): training's numbers for its best checkpoint;
+    batches of 5 for 9 images, so the last one is padded and its extra rows dropped."""
+    report = tmp_path / "val.json"
+    run("validate", "--data", str(data / "val"), "--checkpoint", str(uninterrupted / "best.pth.tar"),
+        "--batch-size", "5", "--workers", "0", "--device", "cpu", "--json", str(report),
+        "--optimize")
+    got = json.loads(report.read_text())
+    best = load(uninterrupted / "best.pth.tar")["metrics"]
+    assert got["images"] == 9 and got["top1"] == pytest.approx(best["top1"])
+    assert got["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+
+
 def test_two_processes_train_what_one_process_trains(data, tmp_path):
     """torchrun, 2 processes x batch 3 == 1 process x batch 6 (SGD, no drop-path or Mixup, whose
     random draws are per process); then validate under torchrun gives training's numbers."""
@@ -224,6 +237,9 @@ def test_bad_folders(capsys, broken, tmp_path):
     assert "val and train must have the same classes; missing from val: ['yellow']" in err
     assert "--data: no such folder" in cli_error(
         capsys, "validate", "--data", str(tmp_path / "nope"), "--checkpoint", "x.pth")
+    assert "--optimize with --amp fp16 needs a CUDA device" in cli_error(
+        capsys, "validate", "--data", str(broken / "val"), "--checkpoint", "x.pth",
+        "--optimize", "--amp", "fp16", "--device", "cpu")
     assert not out.exists()
 
 
