@@ -1,6 +1,6 @@
 """mambavision.optimize_for_inference computes the model's function: each fold alone (random
 weights, random BatchNorm statistics, random layer scales), whole models eager (T and B, B for
-its layer scales), and T compiled with inductor freezing; bf16's error stays small; the caller's
+its layer scales), and T and B compiled with inductor freezing; bf16's error stays small; the caller's
 model is untouched; bad arguments are refused. The CLI's --optimize flags: tests/test_cli.py
 (benchmark, predict) and tests/test_train.py (validate); the compiled tests share one shape
 (T, batch 1, 224 px) where they can, so that inductor's cache compiles it once."""
@@ -156,3 +156,16 @@ def test_compiled_frozen_model_is_the_same_function(monkeypatch):
     with torch.inference_mode():
         assert rel_err(opt(x), want) < FP32_TOL
     assert counters["stats"]["unique_graphs"] == 1 and len(freezes) == 1
+
+
+def test_compiled_larger_variant_is_the_same_function():
+    """B (layer scale folded into out_proj / proj / fc2 / conv2), compiled and frozen: the same
+    logits as the eager model in fp32."""
+    torch.manual_seed(0)
+    model = randomize_stats(mambavision.create_model("mamba_vision_B")).eval()
+    opt = optimize_for_inference(model)
+    assert opt.compiled
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        want = model(x)
+    assert rel_err(opt(x), want) < FP32_TOL
