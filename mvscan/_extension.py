@@ -16,11 +16,12 @@ except ImportError as exc:  # a source checkout that was never built, or a broke
 
 # Constants defined once, in C++ (csrc/registration.cpp and csrc/common/dtypes.def), and read here:
 # the steps between the scan's saved states, and the input dtypes every kernel accepts with their
-# accumulation dtypes. Without the extension no kernel runs (only the pure-PyTorch references,
-# which need neither): STATE_CHUNK_LEN is None and INPUT_DTYPES is empty.
-STATE_CHUNK_LEN: int | None = _C.STATE_CHUNK_LEN if _C is not None else None
+# accumulation dtypes. Without the extension the Triton kernels (mvscan/triton_backend) still run,
+# with the same values, written out below.
+STATE_CHUNK_LEN: int = _C.STATE_CHUNK_LEN if _C is not None else 64
 INPUT_DTYPES: tuple[torch.dtype, ...] = (
-    tuple(getattr(torch, n) for n in _C.INPUT_DTYPES) if _C is not None else ())
+    tuple(getattr(torch, n) for n in _C.INPUT_DTYPES) if _C is not None
+    else (torch.float32, torch.float16, torch.bfloat16, torch.float64))
 _ACC_DTYPE: dict[torch.dtype, torch.dtype] = (
     {getattr(torch, i): getattr(torch, a) for i, a in zip(_C.INPUT_DTYPES, _C.ACC_DTYPES)}
     if _C is not None else {})
@@ -39,21 +40,26 @@ def kernel_devices(op_name: str) -> frozenset[str]:
     return frozenset(devices)
 
 
-def warn_fallback(op: str, device_type: str) -> None:
-    """Warns once per (op, device) that the pure-PyTorch reference runs instead of a kernel."""
+def warn_fallback(op: str, device_type: str, stacklevel: int = 3,
+                  triton_missing: bool = False) -> None:
+    """Warns once per (op, device) that the pure-PyTorch reference runs instead of a kernel
+    (triton_missing: the Triton kernels could have run but Triton does not import)."""
     key = f"{op}:{device_type}"
     if key in _warned_fallback:
         return
     _warned_fallback.add(key)
     why = (f"the compiled extension failed to load ({EXTENSION_ERROR})"
            if EXTENSION_ERROR is not None else f"no compiled kernel for {device_type!r} tensors")
+    if triton_missing:
+        why += " and Triton is not installed"
     warnings.warn(f"{op}: {why}; running the pure-PyTorch reference (slow).", RuntimeWarning,
-                  stacklevel=3)
+                  stacklevel=stacklevel)
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The state and accumulation dtype of an input dtype (csrc/common/dtypes.def)."""
-    return _ACC_DTYPE.get(dtype, torch.float32)
+    """The state and accumulation dtype of an input dtype (csrc/common/dtypes.def): float64 for
+    float64, else float32."""
+    return _ACC_DTYPE.get(dtype, torch.float64 if dtype == torch.float64 else torch.float32)
 
 
 def check_same_device(op: str, first: str, tensors: dict[str, torch.Tensor | None]) -> None:

@@ -3,10 +3,10 @@ final states and packed sequences (seq_idx), differentiable, on CPU and CUDA."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ._extension import check_same_device, kernel_devices, warn_fallback
+from ._extension import check_same_device, kernel_devices
+from .backend import ops_for
 from .reference import causal_conv1d_ref, with_final_states
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
@@ -62,11 +62,10 @@ def causal_conv1d_fn(
             raise ValueError(f"{_OP}: a 3-d weight must be nn.Conv1d's depthwise (dim, 1, K), "
                              f"got shape {tuple(weight.shape)}")
         weight = weight.squeeze(1)
-    if x.device.type not in KERNEL_DEVICES:
-        warn_fallback(_OP, x.device.type)
+    ops = ops_for("depthwise_conv1d", x.device, _OP)
+    if ops is None:
         return causal_conv1d_ref(x, weight, bias, seq_idx, initial_states, return_final_states,
                                  final_states_out, activation)
     K = weight.shape[-1]
-    out = torch.ops.mvscan.depthwise_conv1d_fwd(x, weight, bias, K - 1, activation is not None,
-                                                seq_idx, initial_states)
+    out = ops[0](x, weight, bias, K - 1, activation is not None, seq_idx, initial_states)
     return with_final_states(out, x, initial_states, K, return_final_states, final_states_out)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices,
-                         warn_fallback)
+from ._extension import EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices
+from .backend import ops_for
 from .reference import conv_pad_left, depthwise_conv1d_ref
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
@@ -25,36 +25,51 @@ def _empty_like_conv_input(x: Tensor) -> Tensor:
     return x.new_empty((batch, channels, length))
 
 
-if EXTENSION_ERROR is None:
+def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu, seq_idx=None,
+                               initial_states=None):
+    return _empty_like_conv_input(x)
 
-    @torch.library.register_fake("mvscan::depthwise_conv1d_fwd")
-    def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu, seq_idx=None,
-                                   initial_states=None):
-        return _empty_like_conv_input(x)
 
-    @torch.library.register_fake("mvscan::depthwise_conv1d_bwd")
-    def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu, seq_idx=None,
-                                   initial_states=None):
-        dbias = (bias.new_empty(bias.shape) if bias is not None
-                 else x.new_empty((0,), dtype=acc_dtype(x.dtype)))
-        dinit = (x.new_empty(initial_states.shape) if initial_states is not None
-                 else x.new_empty((0,)))
-        return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias, dinit
+def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu, seq_idx=None,
+                               initial_states=None):
+    dbias = (bias.new_empty(bias.shape) if bias is not None
+             else x.new_empty((0,), dtype=acc_dtype(x.dtype)))
+    dinit = (x.new_empty(initial_states.shape) if initial_states is not None
+             else x.new_empty((0,)))
+    return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias, dinit
 
-    def _setup_context(ctx, inputs, output):
-        x, weight, bias, pad_left, silu, seq_idx, initial_states = inputs
-        ctx.save_for_backward(x, weight, bias, seq_idx, initial_states)
-        ctx.pad_left, ctx.silu = pad_left, silu
 
-    def _backward(ctx, dout):
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, pad_left, silu, seq_idx, initial_states = inputs
+    ctx.save_for_backward(x, weight, bias, seq_idx, initial_states)
+    ctx.pad_left, ctx.silu = pad_left, silu
+
+
+def _backward_with(bwd_op):
+    """The autograd backward of a depthwise_conv1d_fwd operator whose gradients bwd_op computes."""
+
+    def backward(ctx, dout):
         x, weight, bias, seq_idx, initial_states = ctx.saved_tensors
-        dx, dweight, dbias, dinit = torch.ops.mvscan.depthwise_conv1d_bwd(
+        dx, dweight, dbias, dinit = bwd_op(
             dout, x, weight, bias, ctx.pad_left, ctx.silu, seq_idx, initial_states)
         return (dx, dweight, (dbias if bias is not None else None), None, None, None,
                 (dinit if initial_states is not None else None))
 
-    torch.library.register_autograd(
-        "mvscan::depthwise_conv1d_fwd", _backward, setup_context=_setup_context)
+    return backward
+
+
+def register_python_parts(namespace: str) -> None:
+    """Registers the fake kernels and the autograd of <namespace>::depthwise_conv1d_fwd / _bwd
+    (the compiled operators' and the Triton ones')."""
+    torch.library.register_fake(f"{namespace}::depthwise_conv1d_fwd")(_depthwise_conv1d_fwd_fake)
+    torch.library.register_fake(f"{namespace}::depthwise_conv1d_bwd")(_depthwise_conv1d_bwd_fake)
+    bwd_op = getattr(torch.ops, namespace).depthwise_conv1d_bwd
+    torch.library.register_autograd(f"{namespace}::depthwise_conv1d_fwd", _backward_with(bwd_op),
+                                    setup_context=_setup_context)
+
+
+if EXTENSION_ERROR is None:
+    register_python_parts("mvscan")
 
 
 def depthwise_conv1d(
@@ -97,8 +112,8 @@ def depthwise_conv1d(
             raise ValueError("mvscan.depthwise_conv1d: a 3-d weight must be nn.Conv1d's depthwise "
                              f"(channels, 1, K), got shape {tuple(weight.shape)}")
         weight = weight.squeeze(1)
-    if x.device.type not in KERNEL_DEVICES:
-        warn_fallback("mvscan.depthwise_conv1d", x.device.type)
+    ops = ops_for("depthwise_conv1d", x.device, "mvscan.depthwise_conv1d")
+    if ops is None:
         return depthwise_conv1d_ref(x, weight, bias, padding, activation)
-    return torch.ops.mvscan.depthwise_conv1d_fwd(
+    return ops[0](
         x, weight, bias, conv_pad_left(weight.shape[-1], padding), activation == "silu")

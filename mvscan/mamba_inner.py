@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._extension import check_same_device, kernel_devices, warn_fallback
+from ._extension import check_same_device, kernel_devices
+from .backend import ops_for
 from .causal_conv1d import causal_conv1d_fn
 from .ops import selective_scan
 from .reference import compose_mamba_inner, mamba_inner_ref, rms_norm_rows
@@ -69,7 +70,7 @@ class _Projections:
 
 class _MambaInner(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
+    def forward(ctx, kernels, xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
                 out_proj_weight, out_proj_bias, A, B, C, D, delta_bias, B_proj_bias, C_proj_bias,
                 delta_softplus, checkpoint_lvl, b_rms_weight, c_rms_weight, dt_rms_weight,
                 b_c_dt_rms_eps):
@@ -77,12 +78,13 @@ class _MambaInner(torch.autograd.Function):
         K = conv1d_weight.shape[-1]
         w_conv = conv1d_weight.reshape(conv1d_weight.shape[0], K)
         x, z = xz.chunk(2, dim=1)
-        conv_out = torch.ops.mvscan.depthwise_conv1d_fwd(x, w_conv, conv1d_bias, K - 1, True)
+        conv_fwd, _, scan_fwd, _ = kernels
+        conv_out = conv_fwd(x, w_conv, conv1d_bias, K - 1, True)
         x_dbl = _rows(conv_out) @ x_proj_weight.t()  # (batch * L, rank + 2N)
         pr = _Projections(x_dbl, batch, delta_proj_weight.shape[1], A.shape[1],
                           delta_proj_weight, B, C, B_proj_bias, C_proj_bias, b_rms_weight,
                           c_rms_weight, dt_rms_weight, b_c_dt_rms_eps)
-        out_z, states = torch.ops.mvscan.selective_scan_fwd(
+        out_z, states = scan_fwd(
             conv_out, pr.delta, A, pr.B, pr.C, D, z, delta_bias, delta_softplus)
         out = F.linear(out_z.transpose(1, 2), out_proj_weight, out_proj_bias)
         # Level 1 recomputes the conv output (one conv) and delta (one thin matmul) backwards.
@@ -91,6 +93,7 @@ class _MambaInner(torch.autograd.Function):
                               out_proj_weight, A, B, C, D, delta_bias, B_proj_bias, C_proj_bias,
                               b_rms_weight, c_rms_weight, dt_rms_weight, x_dbl, states, out_z,
                               *kept)
+        ctx.kernels = kernels
         ctx.delta_softplus = delta_softplus
         ctx.eps = b_c_dt_rms_eps
         ctx.has_out_bias = out_proj_bias is not None
@@ -106,8 +109,9 @@ class _MambaInner(torch.autograd.Function):
         rank, N = delta_proj_weight.shape[1], A.shape[1]
         w_conv = conv1d_weight.reshape(conv1d_weight.shape[0], K)
         x, z = xz.chunk(2, dim=1)
+        conv_fwd, conv_bwd, _, scan_bwd = ctx.kernels
         if conv_out is None:
-            conv_out = torch.ops.mvscan.depthwise_conv1d_fwd(x, w_conv, conv1d_bias, K - 1, True)
+            conv_out = conv_fwd(x, w_conv, conv1d_bias, K - 1, True)
         pr = _Projections(x_dbl, batch, rank, N, delta_proj_weight, B, C, B_proj_bias,
                           C_proj_bias, b_rms, c_rms, dt_rms, ctx.eps)
         delta = delta_kept if delta_kept is not None else pr.delta
@@ -116,7 +120,7 @@ class _MambaInner(torch.autograd.Function):
         dout_proj_weight = dout_rows.t() @ _rows(out_z)
         dout_proj_bias = dout_rows.sum(0) if ctx.has_out_bias else None
         dy = _seq(dout_rows @ out_proj_weight, batch)
-        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, _ = torch.ops.mvscan.selective_scan_bwd(
+        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, _ = scan_bwd(
             dy, None, conv_out, delta, A, pr.B, pr.C, D, z, delta_bias, states,
             ctx.delta_softplus)
 
@@ -148,10 +152,10 @@ class _MambaInner(torch.autograd.Function):
         conv_rows = _rows(conv_out)
         dx_proj_weight = dx_dbl.t() @ conv_rows
         dconv_out = du + _seq(dx_dbl @ x_proj_weight, batch)
-        dx, dconv_w, dconv_b, _ = torch.ops.mvscan.depthwise_conv1d_bwd(
+        dx, dconv_w, dconv_b, _ = conv_bwd(
             dconv_out, x, w_conv, conv1d_bias, K - 1, True)
         dxz = torch.cat([dx, dz], dim=1)
-        return (dxz, dconv_w.reshape(conv1d_weight.shape),
+        return (None, dxz, dconv_w.reshape(conv1d_weight.shape),
                 dconv_b if conv1d_bias is not None else None, dx_proj_weight, ddelta_proj_weight,
                 dout_proj_weight, dout_proj_bias, dA, dB, dC,
                 dD if D is not None else None, ddelta_bias if delta_bias is not None else None,
@@ -235,10 +239,11 @@ def mamba_inner_fn(
     args = (xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight,
             out_proj_bias, A, B, C, D, delta_bias, B_proj_bias, C_proj_bias, delta_softplus)
     rms = (b_rms_weight, c_rms_weight, dt_rms_weight, b_c_dt_rms_eps)
-    if xz.device.type not in KERNEL_DEVICES:
-        warn_fallback(_OP, xz.device.type)
+    scan_ops = ops_for("selective_scan", xz.device, _OP)
+    conv_ops = ops_for("depthwise_conv1d", xz.device, _OP)
+    if scan_ops is None or conv_ops is None:
         return mamba_inner_ref(*args, *rms)
-    return _MambaInner.apply(*args, checkpoint_lvl, *rms)
+    return _MambaInner.apply((*conv_ops, *scan_ops), *args, checkpoint_lvl, *rms)
 
 
 def mamba_inner_unfused(*args, **kwargs) -> Tensor:

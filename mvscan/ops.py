@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from ._extension import (EXTENSION_ERROR, STATE_CHUNK_LEN, acc_dtype, check_same_device,
-                         kernel_devices, warn_fallback)
+                         kernel_devices)
+from .backend import ops_for
 from .reference import selective_scan_ref
 
 KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::selective_scan_fwd")
@@ -17,53 +18,55 @@ def n_state_chunks(seqlen: int) -> int:
     return (seqlen + STATE_CHUNK_LEN - 1) // STATE_CHUNK_LEN
 
 
-if EXTENSION_ERROR is None:
+def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                             initial_state=None):
+    batch, dim, seqlen = u.shape
+    out = u.new_empty((batch, dim, seqlen))
+    states = u.new_empty(
+        (batch, dim, n_state_chunks(seqlen), A.shape[1]), dtype=acc_dtype(u.dtype)
+    )
+    return out, states
 
-    @torch.library.register_fake("mvscan::selective_scan_fwd")
-    def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                 initial_state=None):
-        batch, dim, seqlen = u.shape
-        out = u.new_empty((batch, dim, seqlen))
-        states = u.new_empty(
-            (batch, dim, n_state_chunks(seqlen), A.shape[1]), dtype=acc_dtype(u.dtype)
-        )
-        return out, states
 
-    @torch.library.register_fake("mvscan::selective_scan_bwd")
-    def _selective_scan_bwd_fake(
-        dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
-        initial_state=None,
-    ):
-        acc = acc_dtype(u.dtype)
+def _selective_scan_bwd_fake(
+    dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, delta_softplus,
+    initial_state=None,
+):
+    acc = acc_dtype(u.dtype)
 
-        def grad_bc(BC):
-            return BC.new_empty(BC.shape, dtype=u.dtype if BC.dim() > 2 else acc)
+    def grad_bc(BC):
+        return BC.new_empty(BC.shape, dtype=u.dtype if BC.dim() > 2 else acc)
 
-        def grad_optional(t, dtype):
-            return u.new_empty(t.shape if t is not None else (0,), dtype=dtype)
+    def grad_optional(t, dtype):
+        return u.new_empty(t.shape if t is not None else (0,), dtype=dtype)
 
-        return (
-            torch.empty_like(u, memory_format=torch.contiguous_format),
-            torch.empty_like(u, memory_format=torch.contiguous_format),
-            A.new_empty(A.shape, dtype=acc),
-            grad_bc(B),
-            grad_bc(C),
-            grad_optional(D, acc),
-            grad_optional(z, u.dtype),
-            grad_optional(delta_bias, acc),
-            grad_optional(initial_state, acc),
-        )
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        A.new_empty(A.shape, dtype=acc),
+        grad_bc(B),
+        grad_bc(C),
+        grad_optional(D, acc),
+        grad_optional(z, u.dtype),
+        grad_optional(delta_bias, acc),
+        grad_optional(initial_state, acc),
+    )
 
-    def _setup_context(ctx, inputs, output):
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state = inputs
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, output[1])
-        ctx.delta_softplus = delta_softplus
 
-    def _backward(ctx, dout, dstates):
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, output[1])
+    ctx.delta_softplus = delta_softplus
+
+
+def _backward_with(bwd_op):
+    """The autograd backward of a selective_scan_fwd operator whose gradients bwd_op computes."""
+
+    def backward(ctx, dout, dstates):
         u, delta, A, B, C, D, z, delta_bias, initial_state, states = ctx.saved_tensors
         if dout is None:
             dout = torch.zeros_like(u)
-        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0 = torch.ops.mvscan.selective_scan_bwd(
+        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0 = bwd_op(
             dout, dstates, u, delta, A, B, C, D, z, delta_bias, states, ctx.delta_softplus,
             initial_state,
         )
@@ -80,9 +83,21 @@ if EXTENSION_ERROR is None:
             dh0 if initial_state is not None else None,
         )
 
-    torch.library.register_autograd(
-        "mvscan::selective_scan_fwd", _backward, setup_context=_setup_context
-    )
+    return backward
+
+
+def register_python_parts(namespace: str) -> None:
+    """Registers the fake kernels and the autograd of <namespace>::selective_scan_fwd / _bwd
+    (the compiled operators' and the Triton ones')."""
+    torch.library.register_fake(f"{namespace}::selective_scan_fwd")(_selective_scan_fwd_fake)
+    torch.library.register_fake(f"{namespace}::selective_scan_bwd")(_selective_scan_bwd_fake)
+    bwd_op = getattr(torch.ops, namespace).selective_scan_bwd
+    torch.library.register_autograd(f"{namespace}::selective_scan_fwd", _backward_with(bwd_op),
+                                    setup_context=_setup_context)
+
+
+if EXTENSION_ERROR is None:
+    register_python_parts("mvscan")
 
 
 def selective_scan(
@@ -121,20 +136,21 @@ def selective_scan(
         out (batch, dim, L) in u's dtype, or (out, last_state).
 
     Differentiable w.r.t. every tensor argument. State and accumulation are float32 (float64 for
-    float64 inputs). Devices without a compiled kernel run ``selective_scan_ref`` (with a
-    warning), which computes the same function step by step.
+    float64 inputs). Runs the kernels mvscan.active_backend(u.device) names: on CUDA without
+    compiled CUDA kernels the Triton ones, and where neither exists ``selective_scan_ref``
+    (with a warning), which computes the same function step by step.
     """
     if not isinstance(u, Tensor):
         raise TypeError(f"mvscan.selective_scan: u must be a torch.Tensor, got {type(u).__name__}")
     check_same_device("mvscan.selective_scan", "u", dict(u=u, delta=delta, A=A, B=B, C=C, D=D,
                                                            z=z, delta_bias=delta_bias,
                                                            initial_state=initial_state))
-    if u.device.type not in KERNEL_DEVICES:
-        warn_fallback("mvscan.selective_scan", u.device.type)
+    ops = ops_for("selective_scan", u.device, "mvscan.selective_scan")
+    if ops is None:
         return selective_scan_ref(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state
         )
-    out, states = torch.ops.mvscan.selective_scan_fwd(
+    out, states = ops[0](
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state
     )
     if return_last_state:

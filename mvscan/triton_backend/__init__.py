@@ -3,3 +3,9 @@ tensors when the compiled extension has no CUDA kernels (built without nvcc), an
 independent GPU implementation. With TRITON_INTERPRET=1 (set before this package is imported)
 they run on CPU tensors through Triton's interpreter, which is how the tests check them on a
 machine without a GPU."""
+
+from ..backend import triton_interpreting
+from .interpreter import speed_up_interpreter_scan
+
+if triton_interpreting():
+    speed_up_interpreter_scan()

@@ -8,22 +8,11 @@ import os
 
 import torch
 
-from .. import _extension
-
-# Defined in C++ (csrc/selective_scan/selective_scan.h, csrc/common/dtypes.def) and read from the
-# extension; the Triton kernels also run where the extension failed to build, with the same values.
-STATE_CHUNK_LEN: int = _extension.STATE_CHUNK_LEN or 64
-INPUT_DTYPES: tuple[torch.dtype, ...] = _extension.INPUT_DTYPES or (
-    torch.float32, torch.float16, torch.bfloat16, torch.float64)
+from .._extension import STATE_CHUNK_LEN
 
 # As the C++ operators do (csrc/common/outputs.cpp): fill outputs with NaN before a kernel writes
 # them, so that an element no program writes fails a test instead of passing on stale memory.
 POISON_OUTPUTS: bool = os.environ.get("MVSCAN_POISON_OUTPUTS", "0") not in ("", "0")
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The state and accumulation dtype of an input dtype: float64 for float64, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def n_state_chunks(seqlen: int) -> int:

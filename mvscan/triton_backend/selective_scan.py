@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .outputs import (STATE_CHUNK_LEN, acc_dtype, n_state_chunks, new_output, next_power_of_2,
-                      on_device)
+from .._extension import STATE_CHUNK_LEN, acc_dtype
+from .outputs import n_state_chunks, new_output, next_power_of_2, on_device
 from .selective_scan_checks import BCLayout, check_scan_args, check_scan_bwd_args
 from .selective_scan_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .outputs import INPUT_DTYPES, STATE_CHUNK_LEN, acc_dtype, n_state_chunks
+from .._extension import INPUT_DTYPES, STATE_CHUNK_LEN, acc_dtype
+from .outputs import n_state_chunks
 
 OP = "mvscan.selective_scan: "
 MAX_DSTATE = 256
