@@ -4,6 +4,10 @@
   this CPU can run where a test asks for them (`variants`);
 - "cuda": the CUDA kernels on a real GPU (skipped without one; run them all on a GPU machine
   with scripts/gpu_check.sh);
+- "triton": the Triton kernels (mvscan/triton_backend; scan and conv only), on the GPU when there
+  is one, else on CPU tensors through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1
+  on a machine without a GPU); skipped where Triton does not import. Tests name it explicitly:
+  `over()` without arguments leaves it out (it has no decode steps);
 - "emulated-cuda": the CUDA kernels' own device code run on CPU through a fiber emulation of
   CUDA threads (tests/cuda_emulation/, built on first use). It checks the kernels' indexing,
   chunking, shared-memory layout, shuffle reductions, barrier placement (a divergent
@@ -25,21 +29,25 @@ import pytest
 import torch
 
 import mvscan
+from mvscan.backend import kernel_ops, triton_importable, use_backend
 from mvscan.reference import with_final_states
 from mvscan.reference import conv_pad_left
 from emulation import build_emulation
 from helpers import ARGS, GRAD_NAMES, cotangents, cpu_isa, run_with_grads, supported_isas
 
-BACKENDS = ("cpu", "cuda", "emulated-cuda")
+BACKENDS = ("cpu", "cuda", "emulated-cuda", "triton")
+DEFAULT_BACKENDS = ("cpu", "cuda", "emulated-cuda")  # over()'s: the ones with every operator
 DEVICE_BACKENDS = ("cuda", "emulated-cuda")  # the CUDA kernels, checked against the CPU kernel
 HAS_CUDA = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+needs_triton = pytest.mark.skipif(not triton_importable(), reason="Triton is not installed")
 ISAS = supported_isas()
 
 
 def param(backend: str, *values, id: str | None = None):
-    """One pytest.param with the backend first; "cuda" skips without a GPU."""
-    marks = [needs_gpu] if backend == "cuda" else []
+    """One pytest.param with the backend first; "cuda" skips without a GPU, "triton" without
+    Triton."""
+    marks = {"cuda": [needs_gpu], "triton": [needs_triton]}.get(backend, [])
     ident = backend if id is None else f"{backend}-{id}"
     return pytest.param(backend, *values, marks=marks, id=ident)
 
@@ -58,12 +66,14 @@ def parametrize(argnames: str, grids: dict[str, Iterable], id: Callable | None =
 
 
 def over(*which: str):
-    """pytest.mark.parametrize("backend", ...) over the named backends (default: all)."""
-    return pytest.mark.parametrize("backend", [param(b) for b in (which or BACKENDS)])
+    """pytest.mark.parametrize("backend", ...) over the named backends (default:
+    DEFAULT_BACKENDS)."""
+    return pytest.mark.parametrize("backend", [param(b) for b in (which or DEFAULT_BACKENDS)])
 
 
 def device(backend: str) -> torch.device:
-    return torch.device("cuda" if backend == "cuda" else "cpu")
+    on_gpu = backend == "cuda" or (backend == "triton" and HAS_CUDA)
+    return torch.device("cuda" if on_gpu else "cpu")
 
 
 def to_backend(backend: str, obj):
@@ -96,9 +106,13 @@ def variants(backend: str) -> Sequence[str]:
 @contextlib.contextmanager
 def using(backend: str, variant: str | None):
     """Runs the block under one of `variants(backend)` (a CPU instruction-set build); None: the
-    build the CPU kernel picks by itself."""
+    build the CPU kernel picks by itself. "triton" forces the Triton backend for the public
+    functions."""
     if backend == "cpu" and variant is not None:
         with cpu_isa(variant):
+            yield
+    elif backend == "triton":
+        with use_backend("triton"):
             yield
     else:
         yield
@@ -119,8 +133,10 @@ def emulation(op: str):
 def op_pair(backend: str, op: str):
     """(fwd, bwd): the backend's <op>_fwd / <op>_bwd operators, with torch.ops.mvscan's
     signatures (tensors on the backend's device)."""
-    source = emulation(op) if backend == "emulated-cuda" else torch.ops.mvscan
-    return getattr(source, f"{op}_fwd"), getattr(source, f"{op}_bwd")
+    if backend == "emulated-cuda":
+        source = emulation(op)
+        return getattr(source, f"{op}_fwd"), getattr(source, f"{op}_bwd")
+    return kernel_ops("triton" if backend == "triton" else "cpu", op)
 
 
 # --- selective scan ----------------------------------------------------------------------------
@@ -159,8 +175,20 @@ def _emulated_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return (out, states[:, :, -1]) if return_last_state else out
 
 
+def _forcing_triton(fn: Callable) -> Callable:
+    """fn (a public mvscan function) with the Triton backend forced for the call."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with use_backend("triton"):
+            return fn(*args, **kwargs)
+    return call
+
+
 def selective_scan(backend: str) -> Callable:
     """The backend's scan with mvscan.selective_scan's signature and autograd."""
+    if backend == "triton":
+        return _forcing_triton(mvscan.selective_scan)
     return _emulated_selective_scan if backend == "emulated-cuda" else mvscan.selective_scan
 
 
@@ -235,6 +263,8 @@ def _emulated_causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_state
 
 def causal_conv1d_fn(backend: str) -> Callable:
     """The backend's causal conv with mvscan.causal_conv1d_fn's signature and autograd."""
+    if backend == "triton":
+        return _forcing_triton(mvscan.causal_conv1d_fn)
     if backend == "emulated-cuda":
         return _emulated_causal_conv1d_fn
     return mvscan.causal_conv1d_fn
@@ -242,6 +272,8 @@ def causal_conv1d_fn(backend: str) -> Callable:
 
 def depthwise_conv1d(backend: str) -> Callable:
     """The backend's conv with mvscan.depthwise_conv1d's signature and autograd."""
+    if backend == "triton":
+        return _forcing_triton(mvscan.depthwise_conv1d)
     if backend == "emulated-cuda":
         return _emulated_depthwise_conv1d
     return mvscan.depthwise_conv1d

@@ -2,10 +2,15 @@ import os
 import sys
 
 import pytest
+import torch
 
 # Fill every kernel output with NaN before the kernel runs, so an element it fails to write
 # shows up as a failure instead of stale memory (read once, when the extension loads).
 os.environ.setdefault("MVSCAN_POISON_OUTPUTS", "1")
+# Without a GPU the Triton kernels run on CPU tensors through Triton's interpreter (the "triton"
+# backend of tests/backends.py); Triton reads this when the kernels are defined, on first use.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 

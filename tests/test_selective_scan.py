@@ -30,6 +30,10 @@ CPU_KERNEL_TOL = {
     # so low precision differs by output rounding only.
     ("emulated-cuda", torch.float64): 1e-12, ("emulated-cuda", torch.float32): 1e-5,
     ("emulated-cuda", torch.float16): 2e-3, ("emulated-cuda", torch.bfloat16): 1e-2,
+    # Triton: in its interpreter (numpy) as exact as the emulation; on a GPU its exp and log are
+    # the fast approximate ones.
+    ("triton", torch.float64): 1e-10, ("triton", torch.float32): 1e-4,
+    ("triton", torch.float16): 2e-3, ("triton", torch.bfloat16): 1e-2,
 }
 
 
@@ -68,7 +72,7 @@ def check_backend(backend: str, case: Case, seed: int = 0):
     check of the same device code is the "cuda" case's."""
     if backend != "emulated-cuda":
         helpers.check_against_oracle(case, scan_runs(backend), seed)
-    if backend in DEVICE_BACKENDS:
+    if backend in DEVICE_BACKENDS or backend == "triton":
         check_matches_cpu_kernel(backend, case, seed)
 
 
@@ -96,7 +100,8 @@ GRID = [grid_case(L, N, kind, dtype) for L in GRID_L for N in GRID_N for kind in
 
 @backends.parametrize("case", {"cpu": GRID, "cuda": GRID + [c for c in CODE_PATHS
                                                              if c not in GRID],
-                               "emulated-cuda": CODE_PATHS}, id=case_id)
+                               "emulated-cuda": CODE_PATHS,
+                               "triton": CODE_PATHS}, id=case_id)
 def test_grid(backend, case):
     check_backend(backend, case)
 
@@ -114,8 +119,17 @@ EMULATED_OPTION_CASES = [Case(batch=2, dim=20, L=100, N=8, D=D, z=z, delta_bias=
                                                             (False, True, False, True)]]
 
 
+# Each pair of B/C kinds with every option on, then off, and the emulated cases' mixes, smaller
+# (the interpreter runs one program at a time).
+TRITON_OPTION_CASES = [Case(**{**c.__dict__, "batch": 2, "dim": 16, "L": 100})
+                       for c in OPTION_CASES if c.D == c.z == c.delta_bias == c.softplus]
+TRITON_OPTION_CASES += [Case(**{**c.__dict__, "B_kind": "grouped", "B_groups": 4})
+                        for c in EMULATED_OPTION_CASES]
+
+
 @backends.parametrize("case", {"cpu": OPTION_CASES, "cuda": OPTION_CASES,
-                               "emulated-cuda": EMULATED_OPTION_CASES}, id=options_id)
+                               "emulated-cuda": EMULATED_OPTION_CASES,
+                               "triton": TRITON_OPTION_CASES}, id=options_id)
 def test_options(backend, case):
     check_backend(backend, case)
 
@@ -126,7 +140,7 @@ LARGE_N = [Case(batch=1, dim=9, L=70, N=N, B_kind="variable", C_kind="grouped", 
 
 # The emulated kernels' N > 32 paths: test_grid's CODE_PATHS and the property test.
 @backends.parametrize("case", {"cpu": [Case(batch=1, dim=9, L=70, N=256)] + LARGE_N,
-                               "cuda": LARGE_N}, id=case_id)
+                               "cuda": LARGE_N, "triton": LARGE_N}, id=case_id)
 def test_large_dstate(backend, case):
     check_backend(backend, case, seed=5)
 
@@ -140,7 +154,9 @@ def low_precision_cases(shapes, kinds=KINDS):
     "cpu": low_precision_cases([(1, 8), (7, 8), (49, 8), (196, 8), (49, 1), (49, 16),
                                 (2049, 8)]),
     "cuda": low_precision_cases([(1, 8), (49, 8), (196, 8), (49, 16), (2049, 16)]),
-    "emulated-cuda": low_precision_cases([(70, 16)], kinds=["variable"])}, id=case_id)
+    "emulated-cuda": low_precision_cases([(70, 16)], kinds=["variable"]),
+    "triton": low_precision_cases([(70, 16)], kinds=["variable", "constant"])
+    + low_precision_cases([(196, 8)], kinds=["variable"])}, id=case_id)
 def test_low_precision(backend, case):
     """fp16/bf16: within twice the error of the pure-PyTorch reference computed in the same
     dtype, both against the oracle; the emulated kernels also match the CPU kernel (same
@@ -222,7 +238,7 @@ def test_backward_is_deterministic(backend, case):
             assert torch.equal(again[2][k], first[2][k]), k
 
 
-@backends.over()
+@backends.over(*backends.DEFAULT_BACKENDS, "triton")
 def test_empty_batch(backend):
     inputs = to_backend(backend, make_inputs(Case(batch=0, dim=8, L=10, N=4)))
     leaves = {k: v.requires_grad_(True) for k, v in inputs.items() if v is not None}
@@ -235,7 +251,7 @@ def test_empty_batch(backend):
         assert torch.all(t.grad == 0), name
 
 
-@backends.over()
+@backends.over(*backends.DEFAULT_BACKENDS, "triton")
 def test_return_last_state_matches_output_and_reference(backend):
     case = Case(batch=2, dim=24, L=100, N=16)
     inputs = make_inputs(case)
@@ -250,7 +266,8 @@ def test_return_last_state_matches_output_and_reference(backend):
     torch.testing.assert_close(last, ref_last, rtol=1e-5, atol=1e-5)
 
 
-@backends.over()
+# Triton on a GPU only: its interpreter copies a CPU tensor's whole storage back after a launch.
+@backends.over(*backends.DEFAULT_BACKENDS, *(["triton"] if backends.HAS_CUDA else []))
 def test_batch_stride_past_2_to_the_31(backend):
     """u and z read through a batch stride of 2^31 + 64 elements (a view into a 4.3 GB float16
     buffer of which only the viewed pages are touched): the kernels' index arithmetic must be

@@ -5,7 +5,7 @@ they run on CPU tensors through Triton's interpreter, which is how the tests che
 machine without a GPU."""
 
 from ..backend import triton_interpreting
-from .interpreter import speed_up_interpreter_scan
+from .interpreter import patch_interpreter
 
 if triton_interpreting():
-    speed_up_interpreter_scan()
+    patch_interpreter()

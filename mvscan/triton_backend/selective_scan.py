@@ -69,6 +69,8 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     out = new_output((batch, dim, L), u.dtype, u.device)
     states = new_output((batch, dim, n_state_chunks(L), N), acc_dtype(u.dtype), u.device)
     grid = (triton_cdiv(dim, tiles.block_d), batch)
+    if batch * dim == 0:
+        return out, states
     with on_device(u.device):
         selective_scan_fwd_kernel[grid](
             u, delta, A, B, C, _or(D, A), _or(z, u), _or(delta_bias, A), _or(initial_state, A),
@@ -116,26 +118,28 @@ def selective_scan_bwd(dout: Tensor, dstates: Tensor | None, u: Tensor, delta: T
     dbias_part = new_output((batch, dim), acc, dev) if delta_bias is not None else None
     dh0 = (new_output((batch, dim, N), acc, dev) if initial_state is not None
            else u.new_empty((0,), dtype=acc))
-    grad_B_strides = _bc_grad_strides(dB, B_layout)
-    grad_C_strides = _bc_grad_strides(dC, C_layout)
+    pointers = (
+        dout, _or(dstates, states), u, delta, A, B, C, _or(D, A), _or(z, u), _or(delta_bias, A),
+        _or(initial_state, A), states, du, ddelta, dz if z is not None else du,
+        _or(dB, dA_part), _or(dC, dA_part), dA_part, _or(dB_part, dA_part),
+        _or(dC_part, dA_part), _or(dD_part, dA_part), _or(dbias_part, dA_part),
+        dh0 if initial_state is not None else dA_part)
+    sizes = (dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
+             C_layout.channels_per_group)
+    strides = (*dout.stride(), *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides,
+               *C_layout.strides, _vector_stride(D), _vector_stride(delta_bias),
+               *_seq_strides(z), *_h0_strides(initial_state), *_bc_grad_strides(dB, B_layout),
+               *_bc_grad_strides(dC, C_layout))
     grid = (triton_cdiv(dim, tiles.block_d), batch)
-    with on_device(dev):
-        selective_scan_bwd_kernel[grid](
-            dout, _or(dstates, states), u, delta, A, B, C, _or(D, A), _or(z, u),
-            _or(delta_bias, A), _or(initial_state, A), states,
-            du, ddelta, dz if z is not None else du, _or(dB, dA_part), _or(dC, dA_part), dA_part,
-            _or(dB_part, dA_part), _or(dC_part, dA_part), _or(dD_part, dA_part),
-            _or(dbias_part, dA_part), dh0 if initial_state is not None else dA_part,
-            dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
-            C_layout.channels_per_group,
-            *dout.stride(), *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides,
-            *C_layout.strides, _vector_stride(D), _vector_stride(delta_bias), *_seq_strides(z),
-            *_h0_strides(initial_state), *grad_B_strides, *grad_C_strides,
-            SOFTPLUS=bool(delta_softplus), HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, HAS_H0=initial_state is not None,
-            HAS_DSTATES=dstates is not None, B_CONST=B_layout.const, C_CONST=C_layout.const,
-            CHUNK=STATE_CHUNK_LEN, BLOCK_D=tiles.block_d, BLOCK_N=tiles.block_n,
-            BLOCK_T=tiles.block_t, num_warps=NUM_WARPS)
+    if batch * dim > 0:  # else every output is empty, and a sum over no rows is 0
+        with on_device(dev):
+            selective_scan_bwd_kernel[grid](
+                *pointers, *sizes, *strides,
+                SOFTPLUS=bool(delta_softplus), HAS_D=D is not None, HAS_Z=z is not None,
+                HAS_BIAS=delta_bias is not None, HAS_H0=initial_state is not None,
+                HAS_DSTATES=dstates is not None, B_CONST=B_layout.const, C_CONST=C_layout.const,
+                CHUNK=STATE_CHUNK_LEN, BLOCK_D=tiles.block_d, BLOCK_N=tiles.block_n,
+                BLOCK_T=tiles.block_t, num_warps=NUM_WARPS)
     dB = dB_part.sum(0) if B_layout.const else dB.to(u.dtype)
     dC = dC_part.sum(0) if C_layout.const else dC.to(u.dtype)
     dD = dD_part.sum(0) if D is not None else u.new_empty((0,), dtype=acc)
