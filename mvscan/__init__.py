@@ -3,9 +3,12 @@ operators with hand-written kernels, and their decode steps.
 
 ``from mvscan import selective_scan_fn`` is a drop-in for mamba_ssm's function of that name;
 ``selective_state_update`` and ``causal_conv1d_update`` for mamba_ssm's and causal-conv1d's.
+``active_backend(device)`` names the kernels a call runs (compiled CPU / CUDA, Triton, or the
+reference) and ``use_backend`` or ``MVSCAN_BACKEND`` forces one (mvscan/backend.py).
 """
 
 from ._extension import INPUT_DTYPES
+from .backend import active_backend, use_backend
 from .causal_conv1d import causal_conv1d_fn
 from .decode import causal_conv1d_update, selective_state_update
 from .depthwise_conv import depthwise_conv1d
@@ -19,6 +22,7 @@ selective_scan_fn = selective_scan
 
 __all__ = [
     "INPUT_DTYPES",
+    "active_backend",
     "causal_conv1d_fn",
     "causal_conv1d_ref",
     "KERNEL_DEVICES",
@@ -34,5 +38,6 @@ __all__ = [
     "selective_scan_ref",
     "selective_state_update",
     "selective_state_update_ref",
+    "use_backend",
 ]
 __version__ = "0.1.0"

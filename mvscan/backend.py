@@ -29,6 +29,10 @@ BACKENDS = ("cuda", "triton", "reference", "cpu")
 # The operators the Triton backend implements, by the name of their _fwd / _bwd pair.
 TRITON_OPS = ("selective_scan", "depthwise_conv1d")
 ENV_VAR = "MVSCAN_BACKEND"
+# Device types with compiled kernels, per op: looked up once (torch.compile cannot trace the
+# dispatcher query).
+COMPILED_DEVICES: dict[str, frozenset[str]] = {
+    op: kernel_devices(f"mvscan::{op}_fwd") for op in TRITON_OPS}
 
 
 def _backend_from_env() -> str | None:
@@ -85,7 +89,7 @@ def active_backend(device: torch.device | str, op: str = "selective_scan") -> st
     if op not in TRITON_OPS:
         raise ValueError(f"mvscan.active_backend: op must be one of {TRITON_OPS}, got {op!r}")
     device_type = torch.device(device).type
-    compiled = device_type in kernel_devices(f"mvscan::{op}_fwd")
+    compiled = device_type in COMPILED_DEVICES[op]
     forced = _forced
     if forced is None:
         if compiled:
@@ -106,7 +110,7 @@ def active_backend(device: torch.device | str, op: str = "selective_scan") -> st
     if forced != _compiled_name(device_type) or not compiled:
         raise ValueError(f"{ENV_VAR}={forced}: the compiled {forced} kernels cannot run {op} on "
                          f"{device_type!r} tensors (extension kernels here: "
-                         f"{sorted(kernel_devices(f'mvscan::{op}_fwd') - {'meta'}) or 'none'})")
+                         f"{sorted(COMPILED_DEVICES[op] - {'meta'}) or 'none'})")
     return forced
 
 
