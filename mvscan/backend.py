@@ -16,7 +16,6 @@ follow the compiled / reference part of this rule.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -68,9 +67,11 @@ def use_backend(name: str | None) -> Iterator[None]:
         _forced = previous
 
 
-@functools.cache
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None  # once: find_spec walks sys.path
+
+
 def triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_FOUND
 
 
 def triton_interpreting() -> bool:
