@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._extension import check_same_device, kernel_devices
+from ._extension import check_same_device
 from .backend import ops_for
 from .reference import causal_conv1d_ref, with_final_states
 
-KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
 ACTIVATIONS = (None, "silu", "swish")
 _OP = "mvscan.causal_conv1d_fn"
 

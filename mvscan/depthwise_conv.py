@@ -6,11 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._extension import EXTENSION_ERROR, acc_dtype, check_same_device, kernel_devices
+from ._extension import EXTENSION_ERROR, acc_dtype, check_same_device
 from .backend import ops_for
 from .reference import conv_pad_left, depthwise_conv1d_ref
 
-KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::depthwise_conv1d_fwd")
 PADDINGS = ("same", "causal")
 ACTIVATIONS = (None, "silu")
 

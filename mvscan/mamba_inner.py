@@ -8,13 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._extension import check_same_device, kernel_devices
+from ._extension import check_same_device
 from .backend import ops_for
 from .causal_conv1d import causal_conv1d_fn
 from .ops import selective_scan
 from .reference import compose_mamba_inner, mamba_inner_ref, rms_norm_rows
 
-KERNEL_DEVICES: frozenset[str] = kernel_devices("mvscan::selective_scan_fwd")
 _OP = "mvscan.mamba_inner_fn"
 
 

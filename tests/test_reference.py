@@ -30,7 +30,7 @@ def test_reference_matches_oracle(B_kind, C_kind, L):
 def test_fallback_runs_reference_with_a_warning(monkeypatch):
     """Where no compiled kernel exists for a device, the reference runs, and says so once."""
     inputs = make_inputs(Case(batch=2, dim=8, L=20, N=4))
-    monkeypatch.setattr(mvscan.ops, "KERNEL_DEVICES", frozenset())
+    monkeypatch.setitem(mvscan.backend.COMPILED_DEVICES, "selective_scan", frozenset())
     monkeypatch.setattr(mvscan._extension, "_warned_fallback", set())
     with pytest.warns(RuntimeWarning, match="running the pure-PyTorch reference"):
         out = mvscan.selective_scan(**inputs, delta_softplus=True)
