@@ -1,4 +1,5 @@
-"""CUDA depthwise conv1d + SiLU: mvscan's kernel vs F.conv1d + F.silu and vs a plain copy of x
+"""CUDA depthwise conv1d + SiLU: mvscan's kernel (and its Triton one) vs F.conv1d + F.silu and vs a
+plain copy of x
 (torch.clone, the bandwidth bound), forward and forward+backward, in three layouts of x:
 steps-fast (contiguous), channels-fast (dense channels-last), and MambaVision's: a chunk of
 in_proj's output transposed (mambavision/blocks.py: in_proj(h).transpose(1, 2).chunk(2, dim=1),
@@ -30,7 +31,14 @@ def copy_of_x(x, w, b):
     return x.clone()
 
 
-BACKENDS = {"reference": torch_conv_silu, "mvscan": mvscan_conv_silu, "clone": copy_of_x}
+def triton_conv_silu(x, w, b):
+    """mvscan's Triton kernels (mvscan/triton_backend), what runs without compiled CUDA ones."""
+    with mvscan.use_backend("triton"):
+        return mvscan.depthwise_conv1d(x, w, b, "same", "silu")
+
+
+BACKENDS = {"reference": torch_conv_silu, "mvscan-triton": triton_conv_silu,
+            "mvscan": mvscan_conv_silu, "clone": copy_of_x}
 LAYOUTS = ["contiguous", "channels_last", "in_proj_view"]
 
 

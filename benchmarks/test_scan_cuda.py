@@ -1,5 +1,5 @@
-"""CUDA selective scan: mvscan's kernels vs the pure-PyTorch reference and vs mamba_ssm's
-selective_scan_fn (when importable), forward and forward+backward, at MambaVision-T's shapes
+"""CUDA selective scan: mvscan's kernels vs the pure-PyTorch reference, mamba_ssm's
+selective_scan_fn (when importable) and mvscan's own Triton kernels, forward and forward+backward, at MambaVision-T's shapes
 (batch 128) and a Mamba language-model row (batch 8, dim 1536, L 2048, N 16). Reports the
 median time, the ratios, and the bandwidth achieved against the bytes the op must move.
 Skipped without a GPU: `pytest benchmarks/test_scan_cuda.py --benchmark-only`."""
@@ -25,9 +25,17 @@ SHAPES = [  # name, batch, dim, L, N
     ("mambavision-t-stage4", 128, 320, 49, 8),
     ("mamba-lm-row", 8, 1536, 2048, 16),
 ]
+
+
+def triton_scan(*args, **kwargs):
+    """mvscan's Triton kernels (mvscan/triton_backend), what runs without compiled CUDA ones."""
+    with mvscan.use_backend("triton"):
+        return mvscan.selective_scan(*args, **kwargs)
+
+
 # Peers first: ratios are taken against backends measured before in the same group.
 BACKENDS = {"reference": mvscan.selective_scan_ref, "mamba_ssm": mamba_scan,
-            "mvscan": mvscan.selective_scan}
+            "mvscan-triton": triton_scan, "mvscan": mvscan.selective_scan}
 PASSES = {"fwd": forward_fn, "fwd+bwd": forward_backward_fn}
 
 
