@@ -14,6 +14,7 @@ import torch
 
 import backends
 import mvscan
+import triton_resources
 from backends import needs_triton
 from helpers import ARGS, Case, make_inputs
 from mvscan import backend as backend_module
@@ -235,3 +236,47 @@ def test_scan_under_torch_compile():
     torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-6)
     for g, e in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
+
+
+SCAN_INPUT_POINTERS = ("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "dout_ptr",
+                       "du_ptr", "ddelta_ptr", "dz_ptr")
+SPILL_CASES = [(backward, N, dtype) for backward in (False, True) for N in (1, 16, 256)
+               for dtype in (torch.bfloat16, torch.float64)]
+
+
+def _scan_spec(backward: bool, N: int, dtype: torch.dtype) -> dict:
+    """The kernel the launcher runs at N (dim 4096, variable B and C, every option on)."""
+    from mvscan.triton_backend import selective_scan as launchers
+    from mvscan.triton_backend.selective_scan_checks import BCLayout
+
+    variable = BCLayout(False, (1, 1, 1, 1), 1, 4096)
+    tiles = launchers.choose_tiles(4096, N, variable, variable, backward=backward,
+                                   wide_acc=dtype == torch.float64)
+    flags = dict(SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_BIAS=True, HAS_H0=True,
+                 B_CONST=False, C_CONST=False, CHUNK=mvscan.STATE_CHUNK_LEN,
+                 BLOCK_D=tiles.block_d, BLOCK_N=tiles.block_n, BLOCK_T=tiles.block_t)
+    if backward:
+        flags["HAS_DSTATES"] = True
+    return dict(kernel="mvscan.triton_backend.selective_scan_kernels:selective_scan_"
+                + ("bwd" if backward else "fwd") + "_kernel",
+                pointer_types={p: "*" + triton_resources.TRITON_TYPES[dtype]
+                               for p in SCAN_INPUT_POINTERS},
+                default_pointer="*fp64" if dtype == torch.float64 else "*fp32",
+                constexprs=flags, num_warps=launchers.NUM_WARPS)
+
+
+@pytest.fixture(scope="module")
+def scan_resources():
+    specs = [_scan_spec(*case) for case in SPILL_CASES]
+    return dict(zip(SPILL_CASES, triton_resources.resources(specs)))
+
+
+@needs_triton
+@pytest.mark.skipif(triton_resources.cuobjdump_path() is None, reason="Triton ships no cuobjdump")
+@pytest.mark.parametrize("case", SPILL_CASES,
+                         ids=[f"{'bwd' if b else 'fwd'}-N{n}-{str(d)[6:]}" for b, n, d in SPILL_CASES])
+def test_scan_kernels_do_not_spill(scan_resources, case):
+    """The tiles the launchers choose fit in an H100's registers with every option on (compiled
+    for sm_90 here, without a GPU): no stack, no local memory."""
+    regs, stack = scan_resources[case]
+    assert stack == 0, f"{_scan_spec(*case)['constexprs']}: {regs} registers, {stack} B of stack"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from .._extension import STATE_CHUNK_LEN, acc_dtype
@@ -13,10 +14,15 @@ from .outputs import n_state_chunks, new_output, next_power_of_2, on_device
 from .selective_scan_checks import BCLayout, check_scan_args, check_scan_bwd_args
 from .selective_scan_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 
-# Elements of one [BLOCK_D, BLOCK_N, BLOCK_T] tile: with 8 warps, 16 per thread for each of the
-# ~10 tiles the backward keeps live, which stays in an H100's registers.
-TILE_ELEMENTS = 4096
 NUM_WARPS = 8
+# Tile sizes, chosen so that no kernel spills registers on sm_90 (compiled for it without a GPU
+# and read back with cuobjdump: tests/test_triton_backend.py::test_kernels_do_not_spill). The
+# forward keeps 2048 elements of [BLOCK_D, BLOCK_N, BLOCK_T] (8 a thread for each tile it holds);
+# the backward holds about twice as many tiles, and the element count that fits depends on N:
+# (BLOCK_T, largest BLOCK_D) by BLOCK_N. float64 halves either.
+FWD_TILE_ELEMENTS = 2048
+BWD_TILES = {1: (64, 16), 2: (64, 8), 4: (64, 4), 8: (64, 4), 16: (64, 2), 32: (32, 2),
+             64: (32, 1), 128: (16, 1), 256: (8, 1)}
 
 
 @dataclass(frozen=True)
@@ -26,17 +32,28 @@ class Tiles:
     block_t: int
 
 
-def choose_tiles(dim: int, N: int, B: BCLayout, C: BCLayout, block_t: int | None = None) -> Tiles:
-    """Tile sizes: the whole state (N padded to a power of 2), as many steps as fit up to one
-    state chunk (BLOCK_T must divide STATE_CHUNK_LEN), then channels; a block of channels never
-    straddles two groups of a grouped B or C. block_t overrides the steps (tests use it to run
-    several tiles per chunk)."""
+def choose_tiles(dim: int, N: int, B: BCLayout, C: BCLayout, *, backward: bool,
+                 wide_acc: bool = False, block_t: int | None = None) -> Tiles:
+    """Tile sizes: the whole state (N padded to a power of 2), steps up to one state chunk
+    (BLOCK_T divides STATE_CHUNK_LEN, so saved states fall on tile ends), then channels; a block
+    of channels never straddles two groups of a grouped B or C. wide_acc: float64 accumulation.
+    block_t overrides the steps (tests use it to run several tiles per chunk)."""
     block_n = next_power_of_2(N)
+    if backward:
+        steps, block_d = BWD_TILES[block_n]
+    else:
+        steps = min(STATE_CHUNK_LEN, FWD_TILE_ELEMENTS // block_n)
+        block_d = FWD_TILE_ELEMENTS // (block_n * steps)
+    if wide_acc:
+        if block_d > 1:
+            block_d //= 2
+        else:
+            steps //= 2
     if block_t is None:
-        block_t = min(STATE_CHUNK_LEN, max(16, TILE_ELEMENTS // block_n))
+        block_t = steps
     if STATE_CHUNK_LEN % block_t != 0 or block_t != next_power_of_2(block_t):
         raise ValueError(f"block_t = {block_t} must be a power of 2 dividing {STATE_CHUNK_LEN}")
-    block_d = max(1, min(next_power_of_2(dim), TILE_ELEMENTS // (block_n * block_t)))
+    block_d = max(1, min(next_power_of_2(dim), block_d))
     for layout in (B, C):
         if not layout.const and layout.groups > 1:
             while layout.channels_per_group % block_d:
@@ -65,7 +82,8 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     B_layout, C_layout = check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     batch, dim, L = u.shape
     N = A.shape[1]
-    tiles = choose_tiles(dim, N, B_layout, C_layout, block_t)
+    tiles = choose_tiles(dim, N, B_layout, C_layout, backward=False,
+                         wide_acc=u.dtype == torch.float64, block_t=block_t)
     out = new_output((batch, dim, L), u.dtype, u.device)
     states = new_output((batch, dim, n_state_chunks(L), N), acc_dtype(u.dtype), u.device)
     grid = (triton_cdiv(dim, tiles.block_d), batch)
@@ -102,7 +120,8 @@ def selective_scan_bwd(dout: Tensor, dstates: Tensor | None, u: Tensor, delta: T
     check_scan_bwd_args(u, N, dout, dstates, states)
     if dstates is not None:
         dstates = dstates.contiguous()
-    tiles = choose_tiles(dim, N, B_layout, C_layout, block_t)
+    tiles = choose_tiles(dim, N, B_layout, C_layout, backward=True,
+                         wide_acc=u.dtype == torch.float64, block_t=block_t)
     acc = acc_dtype(u.dtype)
     dev = u.device
     du = new_output((batch, dim, L), u.dtype, dev)
