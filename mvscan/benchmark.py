@@ -14,6 +14,7 @@ import torch
 
 from .cli_args import (DEVICE_CHOICES, DTYPES, OneLineErrorParser, UsageError, positive_int,
                        resolve_device)
+from .backend import active_backend
 from .ops import selective_scan
 from .reference import selective_scan_ref
 from .timing import median_seconds
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     where = (torch.cuda.get_device_name() if device == "cuda"
              else f"cpu, {torch.get_num_threads()} threads")
-    print(f"mvscan selective scan vs the pure-PyTorch reference: {where}, {args.dtype}, "
-          f"median of {args.repeats} runs")
+    print(f"mvscan selective scan ({active_backend(device)} kernels; MVSCAN_BACKEND chooses) vs "
+          f"the pure-PyTorch reference: {where}, {args.dtype}, median of {args.repeats} runs")
     header = f"{'shape (batch x dim x L, N)':34} {'pass':8} {'mvscan ms':>10} {'ref ms':>9} " \
              f"{'speedup':>8} {'max rel diff':>13}"
     print(header)
