@@ -37,6 +37,7 @@ from helpers import ARGS, GRAD_NAMES, cotangents, cpu_isa, run_with_grads, suppo
 
 BACKENDS = ("cpu", "cuda", "emulated-cuda", "triton")
 DEFAULT_BACKENDS = ("cpu", "cuda", "emulated-cuda")  # over()'s: the ones with every operator
+WITH_TRITON = (*DEFAULT_BACKENDS, "triton")  # for the scan's and the conv's tests
 DEVICE_BACKENDS = ("cuda", "emulated-cuda")  # the CUDA kernels, checked against the CPU kernel
 HAS_CUDA = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")

@@ -123,7 +123,8 @@ def shape_id(dtype, L, K):
 @backends.parametrize("dtype,L,K", {
     "cpu": [(d, *s) for d in FULL_PRECISION for s in SHAPES],
     "cuda": [(d, *s) for d in FULL_PRECISION for s in SHAPES],
-    "emulated-cuda": [(torch.float64, *s) for s in EMULATED_SHAPES]},
+    "emulated-cuda": [(torch.float64, *s) for s in EMULATED_SHAPES],
+    "triton": [(torch.float64, *s) for s in EMULATED_SHAPES] + [(torch.float32, 300, 4)]},
     id=shape_id)
 def test_against_oracle(backend, dtype, L, K):
     """Every option combination, both layouts, the CPU cycling through its ISA builds."""
@@ -138,7 +139,7 @@ def test_against_oracle(backend, dtype, L, K):
 
 
 @backends.parametrize("dtype", {"cpu": LOW_PRECISION, "cuda": LOW_PRECISION,
-                                "emulated-cuda": [torch.bfloat16]})
+                                "emulated-cuda": [torch.bfloat16], "triton": LOW_PRECISION})
 def test_low_precision(backend, dtype):
     for init, seq in ((True, False), (False, True)):
         inp = make_inputs(2, 16, 70, 4, dtype, True, bias=True, init=init, seq=seq, seed=3)
@@ -148,7 +149,7 @@ def test_low_precision(backend, dtype):
 @backends.parametrize("cuts", {
     "cpu": [(0, 2, 130), (0, 1, 2, 3, 50), (0, 129, 300)],
     "cuda": [(0, 2, 130), (0, 1, 2, 3, 50), (0, 129, 300)],
-    "emulated-cuda": [(0, 2, 9, 30)]},
+    "emulated-cuda": [(0, 2, 9, 30)], "triton": [(0, 2, 9, 30), (0, 1, 2, 3, 50)]},
     id=lambda cuts: "-".join(map(str, cuts)))
 def test_chunked_prefill_equals_one_pass(backend, cuts):
     """Pieces of a sequence, each from the previous piece's final states, give the one-pass
@@ -182,7 +183,7 @@ def test_chunked_prefill_equals_one_pass(backend, cuts):
         assert rel_err(c, a) <= 1e-12
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_final_states_out_written(backend):
     fn = backends.causal_conv1d_fn(backend)
     inp = to_backend(backend, make_inputs(2, 8, 10, 4, torch.float32, False, True, True, False))
@@ -251,14 +252,14 @@ def test_bad_input(name):
         mvscan.causal_conv1d_fn(**args)
 
 
-@backends.over("cpu", "cuda")
+@backends.over("cpu", "cuda", "triton")
 def test_opcheck(backend):
     inp = to_backend(backend, make_inputs(2, 8, 40, 4, torch.float32, True, True, True, True))
     args = [inp["x"], inp["weight"], inp["bias"], 3, True, inp["seq_idx"], inp["initial_states"]]
-    torch.library.opcheck(torch.ops.mvscan.depthwise_conv1d_fwd.default, args)
-    out = torch.ops.mvscan.depthwise_conv1d_fwd(*args)
-    torch.library.opcheck(torch.ops.mvscan.depthwise_conv1d_bwd.default,
-                          [torch.randn_like(out)] + args)
+    fwd, bwd = backends.conv_ops(backend)
+    torch.library.opcheck(fwd.default, args)
+    out = fwd(*args)
+    torch.library.opcheck(bwd.default, [torch.randn_like(out)] + args)
 
 
 @backends.over("cpu", "cuda")
@@ -281,17 +282,20 @@ def test_compile_fullgraph(backend):
 
 
 @pytest.mark.parametrize("K", [1, 4, 5])
-def test_every_pad_left_emulated_cuda_matches_cpu(K):
+@backends.over("emulated-cuda", "triton")
+def test_every_pad_left_matches_cpu(backend, K):
     """The operators take any pad_left (causal_conv1d_fn uses K - 1): with sequence ids and
-    initial states, the emulated CUDA kernels and the CPU kernel agree at every one of them."""
+    initial states, the emulated CUDA kernels (or the Triton ones) and the CPU kernel agree at
+    every one of them."""
     cpu_fwd, cpu_bwd = backends.conv_ops("cpu")
-    emu_fwd, emu_bwd = backends.conv_ops("emulated-cuda")
+    dev_fwd, dev_bwd = backends.conv_ops(backend)
     inp = make_inputs(2, 9, 37, K, torch.float64, True, True, True, True, seed=K)
     for pad_left in range(K):
         for silu in (False, True):
             args = (inp["x"], inp["weight"], inp["bias"], pad_left, silu, inp["seq_idx"],
                     inp["initial_states"])
-            got = [emu_fwd(*args), *emu_bwd(inp["dout"], *args)]
+            got = to_cpu([dev_fwd(*to_backend(backend, args)),
+                          *dev_bwd(*to_backend(backend, (inp["dout"], *args)))])
             want = [cpu_fwd(*args), *cpu_bwd(inp["dout"], *args)]
             for name, g, w in zip(("out", "dx", "dweight", "dbias", "dinit"), got, want):
                 assert g.shape == w.shape, name
@@ -299,7 +303,7 @@ def test_every_pad_left_emulated_cuda_matches_cpu(K):
                     assert rel_err(g, w) <= 1e-12, f"pad_left={pad_left} silu={silu}: {name}"
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_empty_sequence(backend):
     """L = 0 (an empty chunk of a chunked prefill): an empty output, the initial states passed
     through as the final states, and gradients that are exactly those of the final states."""

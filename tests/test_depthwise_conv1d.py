@@ -1,4 +1,5 @@
-"""mvscan.depthwise_conv1d on every backend (tests/backends.py: "cpu", "cuda", "emulated-cuda")
+"""mvscan.depthwise_conv1d on every backend (tests/backends.py: "cpu", "cuda", "emulated-cuda",
+"triton")
 against the float64 oracle and F.conv1d (+ F.silu): values and gradients, every
 size/width/padding/layout/dtype in the grid below (the CPU under every instruction-set build, the
 emulated CUDA kernels on a smaller grid), and the CUDA kernels against the CPU kernel. Tests
@@ -22,7 +23,11 @@ REL_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 # gradient); pairs left out are compared with the oracle only.
 CPU_KERNEL_TOL = {("cuda", torch.float64): 1e-12, ("emulated-cuda", torch.float64): 1e-12,
                   ("cuda", torch.float32): 1e-5, ("emulated-cuda", torch.float32): 1e-5,
-                  ("emulated-cuda", torch.float16): 2e-3, ("emulated-cuda", torch.bfloat16): 1e-2}
+                  ("emulated-cuda", torch.float16): 2e-3, ("emulated-cuda", torch.bfloat16): 1e-2,
+                  ("triton", torch.float64): 1e-12, ("triton", torch.float32): 1e-5,
+                  ("triton", torch.float16): 2e-3, ("triton", torch.bfloat16): 1e-2}
+# The backends compared with the CPU kernel.
+COMPARED = (*DEVICE_BACKENDS, "triton")
 
 
 def check_matches_cpu_kernel(backend, got, x, w, b, dout, padding, activation, what=""):
@@ -51,6 +56,8 @@ EMULATED_FP64_GRID = list(itertools.product([3, 300], [3, 4], ["same", "causal"]
     "cpu": [(dt, *g) for dt in FULL_PRECISION for g in GRID],
     "cuda": [(dt, *g) for dt in FULL_PRECISION for g in GRID],
     "emulated-cuda": [(torch.float32, *g) for g in EMULATED_GRID]
+    + [(torch.float64, *g) for g in EMULATED_FP64_GRID],
+    "triton": [(torch.float32, *g) for g in EMULATED_GRID]
     + [(torch.float64, *g) for g in EMULATED_FP64_GRID]},
     id=lambda dt, L, K, padding: f"{dtype_id(dt)}-L{L}-K{K}-{padding}")
 def test_against_oracle(backend, dtype, L, K, padding):
@@ -73,7 +80,7 @@ def test_against_oracle(backend, dtype, L, K, padding):
         for name, g, r in zip(("dx", "dweight", "dbias"), grads, ref_grads):
             assert g.shape == r.shape, name
             assert rel_err(g, r) <= tol, f"{name} {what}: {rel_err(g, r):.2e}"
-        if backend in DEVICE_BACKENDS:
+        if backend in COMPARED:
             check_matches_cpu_kernel(backend, (y, grads), x, w, b, dout, padding, activation,
                                      what)
 
@@ -94,7 +101,9 @@ def shape_id(dtype, s):
                                   [(3, "same"), (4, "causal"), (2, "same")]
                                   for cl in (False, True)]),
     "cuda": low_precision_shapes(*[(4, 64, 197, 3, "same", cl, 0) for cl in (False, True)]),
-    "emulated-cuda": low_precision_shapes((2, 24, 70, 3, "same", True, 0))}, id=shape_id)
+    "emulated-cuda": low_precision_shapes((2, 24, 70, 3, "same", True, 0)),
+    "triton": low_precision_shapes((2, 24, 70, 3, "same", True, 0),
+                                   (2, 24, 70, 4, "causal", False, 0))}, id=shape_id)
 def test_low_precision(backend, dtype, shape):
     """fp16/bf16: within twice the error of F.conv1d + F.silu run in that dtype (on the
     backend's device); the emulated kernels also match the CPU kernel."""
@@ -111,11 +120,11 @@ def test_low_precision(backend, dtype, shape):
         assert rel_err(y, ref_y) <= 2 * rel_err(base_y, ref_y) + 1e-6, variant
         for g, base, r in zip(grads, base_grads, ref_grads):
             assert rel_err(g, r) <= 2 * rel_err(base, r) + 1e-5, variant
-    if backend in DEVICE_BACKENDS:
+    if backend in COMPARED:
         check_matches_cpu_kernel(backend, (y, grads), x, w, b, dout, padding, "silu")
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_float32_weights_with_half_input(backend):
     """Under autocast the model's float32 weights meet half inputs: accepted, math in float32."""
     x, w, b, dout = conv_inputs(2, 16, 50, 3, torch.float16, False, bias=True)
@@ -127,7 +136,7 @@ def test_float32_weights_with_half_input(backend):
     assert rel_err(y, ref_y) < 2e-3 and rel_err(grads[1], ref_grads[1]) < 2e-3
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_channels_last_input_is_not_copied_and_layout_kept(backend):
     x, w, b, _ = conv_inputs(2, 32, 64, 3, torch.float32, True, bias=True)
     dx, dw, db = to_backend(backend, (x, w, b))
@@ -137,7 +146,7 @@ def test_channels_last_input_is_not_copied_and_layout_kept(backend):
     torch.testing.assert_close(y.cpu(), torch_conv(x, w, b, "same", "silu"), rtol=1e-5, atol=1e-6)
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_strided_input(backend):
     """Neither L nor channels contiguous (a slice): still exact."""
     base = torch.randn(2, 20, 3 * 41)
@@ -149,7 +158,8 @@ def test_strided_input(backend):
                                rtol=1e-5, atol=1e-6)
 
 
-@backends.parametrize("shape", {"cpu": [(4, 48, 300, 4)], "cuda": [(8, 320, 196, 3)]},
+@backends.parametrize("shape", {"cpu": [(4, 48, 300, 4)], "cuda": [(8, 320, 196, 3)],
+                                "triton": [(4, 48, 300, 4)]},
                       id=lambda s: "x".join(map(str, s[:3])) + f"-K{s[3]}")
 def test_deterministic_backward(backend, shape):
     batch, channels, L, K = shape
@@ -163,7 +173,7 @@ def test_deterministic_backward(backend, shape):
             assert torch.equal(g1, g2)
 
 
-@backends.over()
+@backends.over(*backends.WITH_TRITON)
 def test_empty_batch(backend):
     x = to_backend(backend, torch.randn(0, 8, 10)).requires_grad_(True)
     w = to_backend(backend, torch.randn(8, 3)).requires_grad_(True)
@@ -174,7 +184,7 @@ def test_empty_batch(backend):
 
 
 @pytest.mark.parametrize("dtype", FULL_PRECISION, ids=dtype_id)
-@backends.over(*DEVICE_BACKENDS)
+@backends.over(*COMPARED)
 def test_several_dweight_parts(backend, dtype):
     """More than 8192 (batch, step) rows per channel: the dweight partials span several blocks
     of the grid's second dimension before torch.sum adds them (float64: in a float64 buffer)."""
@@ -185,7 +195,7 @@ def test_several_dweight_parts(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", FULL_PRECISION, ids=dtype_id)
-@backends.over(*DEVICE_BACKENDS)
+@backends.over(*COMPARED)
 def test_several_dweight_parts_channels_fast(backend, dtype):
     """Channels-fast x: dweight blocks of 32 channel lanes (the second block partly empty at 40
     channels) over parts of 64 rows (600 rows: ten parts, the last partial)."""

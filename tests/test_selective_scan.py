@@ -238,7 +238,7 @@ def test_backward_is_deterministic(backend, case):
             assert torch.equal(again[2][k], first[2][k]), k
 
 
-@backends.over(*backends.DEFAULT_BACKENDS, "triton")
+@backends.over(*backends.WITH_TRITON)
 def test_empty_batch(backend):
     inputs = to_backend(backend, make_inputs(Case(batch=0, dim=8, L=10, N=4)))
     leaves = {k: v.requires_grad_(True) for k, v in inputs.items() if v is not None}
@@ -251,7 +251,7 @@ def test_empty_batch(backend):
         assert torch.all(t.grad == 0), name
 
 
-@backends.over(*backends.DEFAULT_BACKENDS, "triton")
+@backends.over(*backends.WITH_TRITON)
 def test_return_last_state_matches_output_and_reference(backend):
     case = Case(batch=2, dim=24, L=100, N=16)
     inputs = make_inputs(case)
