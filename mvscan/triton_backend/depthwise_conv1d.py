@@ -15,10 +15,13 @@ Design. Every kernel works on 2-d tiles of BLOCK_C channels x BLOCK_T steps of o
 addressed through x's three strides: Triton specializes an integer argument equal to 1, so the
 tile's unit-stride axis is known at compile time and its loads and stores coalesce along
 channels (channels-fast x, e.g. MambaVision's in_proj(x).transpose(1, 2)) or along steps
-(contiguous x) without a copy. The tile shape follows x's layout (_tile_shape). The K taps are
-unrolled (tl.static_range over a constexpr K); tap k re-reads the tile shifted by k steps, a hit
-in L1 after the first. Offsets are formed in int64 (program ids and indices cast before any
-stride multiplies), so views past 2^31 elements stay right.
+(contiguous x) without a copy. The tile shape follows x's layout (_tile_shape). Tap k re-reads
+the tile shifted by k steps, a hit in L1 after the first. The taps are a loop over the constexpr
+K that is not unrolled: unrolled (tl.static_range), the K = 32 kernels spilled tens of KB a
+thread when compiled for sm_90, and K = 4 ones took up to 255 registers, while one tap already
+has a tile's worth (16 a thread) of independent loads in flight. Offsets are formed in int64
+(program ids and indices cast before any stride multiplies), so views past 2^31 elements stay
+right.
 
 - Forward: one program per tile; bias and SiLU fused; one kernel (_conv_pointwise_kernel).
 - Backward, two kernels:
@@ -49,9 +52,11 @@ MAX_CONV_WIDTH = 32  # kMaxConvWidth in csrc/depthwise_conv1d/depthwise_conv1d.h
 # extension is built; this module must work without it).
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
-# Elements a tile holds: 16 a thread at 4 warps. Enough independent loads in flight per thread
-# to cover DRAM latency on an H100, while the accumulators of the K = 32 kernels (a tile of g,
-# dx, the x tile and the partial sums) stay in registers without spilling.
+# Elements a tile holds: 16 a thread at 4 warps. Enough independent loads in flight per tap to
+# cover DRAM latency on an H100, while the backward's live tiles (x, g, dx, and the sequence ids
+# and masks) stay in registers: compiled for sm_90 the kernels take 48 to 128 registers without
+# sequence ids or states, up to ~250 with them, and do not spill. float64 (a testing dtype) takes
+# half as many: the same bytes, and it spilled at 2048 in the backward with ids and states.
 _TILE_ELEMS = 2048
 # 4 warps: with 2048-element tiles that is 16 elements a thread; more warps would halve the
 # per-thread work and the K-tap loads' reuse, fewer would leave too few warps per SM to hide
@@ -126,7 +131,7 @@ def _conv_pointwise_kernel(
     NEED_PRE: tl.constexpr = SILU or not GRAD
     pre = tl.zeros([BLOCK_C, BLOCK_T], dtype=ACC)
     if NEED_PRE:
-        for k in tl.static_range(K):
+        for k in range(K):  # a loop, not unrolled (module docstring)
             s2 = t2 + (k - pad_left)
             xv = _x_at(X_ROW, sxc, sxt, INIT_ROW, sic, sit, c2, c_ok2, s2, L, K, HAS_INIT, ACC)
             if HAS_SEQ:
@@ -179,9 +184,9 @@ def _conv_bwd_kernel(
     G_ROW = G + b * sgb
     taps = tl.arange(0, K_POW2)[:, None]
 
-    # dweight as [tap, channel]: a loop-carried tensor cannot be a list of K vectors, so tap k's
+    # dweight as [tap, channel]: a loop-carried value cannot be a list of K vectors, so tap k's
     # tile sum goes into row k by a select, K_POW2 x BLOCK_C work per tap beside the tile's
-    # BLOCK_C x BLOCK_T.
+    # BLOCK_C x BLOCK_T. (Taps outside, tiles inside would re-read each tile K times.)
     dw = tl.zeros([K_POW2, BLOCK_C], dtype=ACC)
     db = tl.zeros([BLOCK_C], dtype=ACC)
     first = chunk * tiles_per_prog
@@ -193,7 +198,7 @@ def _conv_bwd_kernel(
         if HAS_SEQ:
             sid = _seq_id(SEQ_ROW, sst, s2, L)
         dx = tl.zeros([BLOCK_C, BLOCK_T], dtype=ACC)
-        for k in tl.static_range(K):
+        for k in range(K):  # a loop, not unrolled (module docstring)
             u2 = s2 + (pad_left - k)  # the output step whose tap k reads step s
             ok = c_ok2 & (u2 >= 0) & (u2 < L)
             if HAS_SEQ:
@@ -372,19 +377,22 @@ def _empty_like_conv_input(x: Tensor, dtype: torch.dtype | None = None) -> Tenso
     return x.new_empty((batch, channels, length), dtype=dtype)
 
 
-def _tile_shape(channels: int, steps: int, channels_fast: bool) -> tuple[int, int]:
-    """(BLOCK_C, BLOCK_T) of _TILE_ELEMS elements, the unit-stride axis long: 64 channels (128 to
-    256 bytes a step in 16-bit or 32-bit types, whole cache lines) by 32 steps when channels are
-    contiguous, 16 channels by 128 steps otherwise. A short axis is cut to its power of two and
-    the other one lengthened, so small channel counts or sequences do not idle most lanes."""
+def _tile_shape(channels: int, steps: int, channels_fast: bool,
+                dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+    """(BLOCK_C, BLOCK_T) of _TILE_ELEMS elements (half for float64), the unit-stride axis long:
+    64 channels (128 to 256 bytes a step in 16-bit or 32-bit types: whole cache lines, 16-byte
+    vector loads) by 32 steps when channels are contiguous, 16 channels by 128 steps otherwise
+    (a warp's 32 lanes on consecutive steps). A short axis is cut to its power of two and the
+    other one lengthened, so small channel counts or sequences do not idle most lanes."""
+    elems = _TILE_ELEMS // 2 if dtype == torch.float64 else _TILE_ELEMS
     c_pow2 = triton.next_power_of_2(max(channels, 1))
     t_pow2 = triton.next_power_of_2(max(steps, 1))
     if channels_fast:
         block_c = min(64, c_pow2)
-        block_t = min(_TILE_ELEMS // block_c, t_pow2)
+        block_t = min(elems // block_c, t_pow2)
     else:
         block_t = min(128, t_pow2)
-        block_c = min(_TILE_ELEMS // block_t, c_pow2)
+        block_c = min(elems // block_t, c_pow2)
     return block_c, block_t
 
 
@@ -401,7 +409,7 @@ def _launch_pointwise(x, weight, bias, pad_left, silu, seq_idx, initial_states, 
     """out = act(pre) (dout None) or dout * act'(pre) (GRAD) over x's tiles."""
     batch, channels, L = x.shape
     K = weight.shape[1]
-    block_c, block_t = _tile_shape(channels, L, _channels_fast(x))
+    block_c, block_t = _tile_shape(channels, L, _channels_fast(x), x.dtype)
     n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(L, block_t)
     # An absent optional tensor is passed as x (never read: its constexpr flag is off), so that
     # the kernel's signature, hence its compiled variants, does not depend on it.
@@ -426,7 +434,7 @@ def _launch_bwd(x, weight, bias, pad_left, seq_idx, initial_states, g, dx, dinit
     has_init = initial_states is not None
     s_begin = -(K - 1) if has_init else 0
     steps = L - s_begin
-    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x))
+    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x), x.dtype)
     n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(steps, block_t)
     tiles_per_prog = max(1, triton.cdiv(batch * n_c * n_t, _TARGET_PROGRAMS))
     n_chunks = triton.cdiv(n_t, tiles_per_prog)
