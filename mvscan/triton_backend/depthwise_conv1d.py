@@ -52,11 +52,12 @@ MAX_CONV_WIDTH = 32  # kMaxConvWidth in csrc/depthwise_conv1d/depthwise_conv1d.h
 # extension is built; this module must work without it).
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
-# Elements a tile holds: 16 a thread at 4 warps. Enough independent loads in flight per tap to
-# cover DRAM latency on an H100, while the backward's live tiles (x, g, dx, and the sequence ids
-# and masks) stay in registers: compiled for sm_90 the kernels take 48 to 128 registers without
-# sequence ids or states, up to ~250 with them, and do not spill. float64 (a testing dtype) takes
-# half as many: the same bytes, and it spilled at 2048 in the backward with ids and states.
+# Elements of a forward tile: 16 a thread at 4 warps, enough independent loads per tap to cover
+# DRAM latency on an H100. The other kernels take fewer (_tile_elems), sized by compiling them for
+# sm_90 offline (ptxas -v, odd sizes): the backward's second kernel holds x, g and dx tiles and the
+# partial sums, 150-250 registers at 2048 elements, 80-130 at 1024; sequence ids or initial
+# states (id tiles, second loads, masks) took up to 255 and spilled, so they halve the tile again;
+# float64 (a testing dtype) halves it too, for the same bytes. None of them spills then.
 _TILE_ELEMS = 2048
 # 4 warps: with 2048-element tiles that is 16 elements a thread; more warps would halve the
 # per-thread work and the K-tap loads' reuse, fewer would leave too few warps per SM to hide
@@ -377,14 +378,13 @@ def _empty_like_conv_input(x: Tensor, dtype: torch.dtype | None = None) -> Tenso
     return x.new_empty((batch, channels, length), dtype=dtype)
 
 
-def _tile_shape(channels: int, steps: int, channels_fast: bool,
-                dtype: torch.dtype = torch.float32) -> tuple[int, int]:
-    """(BLOCK_C, BLOCK_T) of _TILE_ELEMS elements (half for float64), the unit-stride axis long:
+def _tile_shape(channels: int, steps: int, channels_fast: bool, elems: int) -> tuple[int, int]:
+    """(BLOCK_C, BLOCK_T) of `elems` elements (_tile_elems), the unit-stride axis long:
     64 channels (128 to 256 bytes a step in 16-bit or 32-bit types: whole cache lines, 16-byte
-    vector loads) by 32 steps when channels are contiguous, 16 channels by 128 steps otherwise
-    (a warp's 32 lanes on consecutive steps). A short axis is cut to its power of two and the
-    other one lengthened, so small channel counts or sequences do not idle most lanes."""
-    elems = _TILE_ELEMS // 2 if dtype == torch.float64 else _TILE_ELEMS
+    vector loads) by elems / 64 steps when channels are contiguous, 128 steps (a warp's 32 lanes
+    on consecutive steps, several times over) by elems / 128 channels otherwise. A short axis is
+    cut to its power of two and the other one lengthened, so that small channel counts or
+    sequences do not idle most lanes."""
     c_pow2 = triton.next_power_of_2(max(channels, 1))
     t_pow2 = triton.next_power_of_2(max(steps, 1))
     if channels_fast:
@@ -394,6 +394,13 @@ def _tile_shape(channels: int, steps: int, channels_fast: bool,
         block_t = min(128, t_pow2)
         block_c = min(elems // block_t, c_pow2)
     return block_c, block_t
+
+
+def _tile_elems(x: Tensor, backward: bool, heavy: bool) -> int:
+    """_TILE_ELEMS, halved for the backward's second kernel, for `heavy` launches (with sequence
+    ids or initial states) and for float64 (see _TILE_ELEMS). None of this adds a compiled
+    variant: kernel, flags and dtype are in the kernels' signatures already."""
+    return _TILE_ELEMS >> (int(backward) + int(heavy) + int(x.dtype == torch.float64))
 
 
 def _strides(t: Tensor | None, ndim: int) -> tuple[int, ...]:
@@ -409,7 +416,8 @@ def _launch_pointwise(x, weight, bias, pad_left, silu, seq_idx, initial_states, 
     """out = act(pre) (dout None) or dout * act'(pre) (GRAD) over x's tiles."""
     batch, channels, L = x.shape
     K = weight.shape[1]
-    block_c, block_t = _tile_shape(channels, L, _channels_fast(x), x.dtype)
+    heavy = initial_states is not None or seq_idx is not None
+    block_c, block_t = _tile_shape(channels, L, _channels_fast(x), _tile_elems(x, False, heavy))
     n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(L, block_t)
     # An absent optional tensor is passed as x (never read: its constexpr flag is off), so that
     # the kernel's signature, hence its compiled variants, does not depend on it.
@@ -434,7 +442,9 @@ def _launch_bwd(x, weight, bias, pad_left, seq_idx, initial_states, g, dx, dinit
     has_init = initial_states is not None
     s_begin = -(K - 1) if has_init else 0
     steps = L - s_begin
-    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x), x.dtype)
+    heavy = has_init or seq_idx is not None
+    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x),
+                                   _tile_elems(x, True, heavy))
     n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(steps, block_t)
     tiles_per_prog = max(1, triton.cdiv(batch * n_c * n_t, _TARGET_PROGRAMS))
     n_chunks = triton.cdiv(n_t, tiles_per_prog)
