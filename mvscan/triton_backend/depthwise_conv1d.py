@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+from typing import NamedTuple
 
 import torch
 import triton
@@ -337,11 +338,17 @@ def _check_dout(dout: Tensor, x: Tensor) -> None:
         raise TypeError(f"{_OP}dout must have x's dtype {x.dtype}, got {dout.dtype}")
 
 
+def kernels_interpreted() -> bool:
+    """Whether this module's kernels run in Triton's interpreter: TRITON_INTERPRET=1 was set when
+    the module was imported (triton.jit decides then)."""
+    return not isinstance(_conv_pointwise_kernel, triton.runtime.JITFunction)
+
+
 def _check_runnable(x: Tensor) -> None:
-    """Compiled Triton kernels need GPU tensors; the interpreter (TRITON_INTERPRET=1) runs any."""
-    if x.device.type == "cpu" and not triton.knobs.runtime.interpret:
-        raise ValueError(f"{_OP}the Triton kernels need x on a GPU (or TRITON_INTERPRET=1 to "
-                         "interpret them on the CPU), got x on cpu")
+    """Compiled Triton kernels need GPU tensors; the interpreter runs CPU tensors too."""
+    if x.device.type == "cpu" and not kernels_interpreted():
+        raise ValueError(f"{_OP}the Triton kernels need x on a GPU, got x on cpu (or set "
+                         "TRITON_INTERPRET=1 before importing them, to interpret them)")
 
 
 def _check_inputs(x, weight, bias, pad_left, seq_idx, initial_states) -> tuple[int, int]:
@@ -388,10 +395,10 @@ def _tile_shape(channels: int, steps: int, channels_fast: bool, elems: int) -> t
     c_pow2 = triton.next_power_of_2(max(channels, 1))
     t_pow2 = triton.next_power_of_2(max(steps, 1))
     if channels_fast:
-        block_c = min(64, c_pow2)
+        block_c = min(64, c_pow2, elems)
         block_t = min(elems // block_c, t_pow2)
     else:
-        block_t = min(128, t_pow2)
+        block_t = min(128, t_pow2, elems)
         block_c = min(elems // block_t, c_pow2)
     return block_c, block_t
 
@@ -434,34 +441,55 @@ def _launch_pointwise(x, weight, bias, pad_left, silu, seq_idx, initial_states, 
         BLOCK_C=block_c, BLOCK_T=block_t, num_warps=_NUM_WARPS)
 
 
+class _BwdGeometry(NamedTuple):
+    """How _conv_bwd_kernel's launch splits the work: tiles of block_c x block_t over steps
+    [s_begin, L), n_c channel blocks and n_t step tiles a batch row; each program takes
+    tiles_per_prog consecutive tiles of one (batch, channel block), n_chunks programs a row."""
+    s_begin: int
+    block_c: int
+    block_t: int
+    n_c: int
+    n_t: int
+    tiles_per_prog: int
+    n_chunks: int
+
+
+def _bwd_geometry(x: Tensor, K: int, has_seq: bool, has_init: bool) -> _BwdGeometry:
+    batch, channels, L = x.shape
+    s_begin = -(K - 1) if has_init else 0
+    steps = L - s_begin
+    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x),
+                                   _tile_elems(x, True, has_seq or has_init))
+    n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(steps, block_t)
+    # Only steps are split among a row's programs (channel blocks always have their own), so at
+    # most n_t tiles a program; then spread evenly, so that the last chunk runs few empty tiles.
+    wanted = min(n_t, max(1, triton.cdiv(batch * n_c * n_t, _TARGET_PROGRAMS)))
+    n_chunks = triton.cdiv(n_t, wanted)
+    return _BwdGeometry(s_begin, block_c, block_t, n_c, n_t, triton.cdiv(n_t, n_chunks), n_chunks)
+
+
 def _launch_bwd(x, weight, bias, pad_left, seq_idx, initial_states, g, dx, dinit):
     """dx, dinit, and the dweight/dbias partials of g (the gradient w.r.t. the pre-activation),
     returned as (dw_part (parts, K, C), db_part (parts, C) or None)."""
     batch, channels, L = x.shape
     K = weight.shape[1]
     has_init = initial_states is not None
-    s_begin = -(K - 1) if has_init else 0
-    steps = L - s_begin
-    heavy = has_init or seq_idx is not None
-    block_c, block_t = _tile_shape(channels, steps, _channels_fast(x),
-                                   _tile_elems(x, True, heavy))
-    n_c, n_t = triton.cdiv(channels, block_c), triton.cdiv(steps, block_t)
-    tiles_per_prog = max(1, triton.cdiv(batch * n_c * n_t, _TARGET_PROGRAMS))
-    n_chunks = triton.cdiv(n_t, tiles_per_prog)
+    geo = _bwd_geometry(x, K, seq_idx is not None, has_init)
+    n_chunks = geo.n_chunks
     acc = _acc_dtype(x.dtype)
     dw_part = x.new_empty((batch * n_chunks, K, channels), dtype=acc)
     db_part = x.new_empty((batch * n_chunks, channels), dtype=acc) if bias is not None else None
-    _conv_bwd_kernel[(batch * n_c * n_chunks,)](
+    _conv_bwd_kernel[(batch * geo.n_c * n_chunks,)](
         x, *x.stride(), weight, *weight.stride(),
         initial_states if has_init else x, *_strides(initial_states, 3),
         seq_idx if seq_idx is not None else x, *_strides(seq_idx, 2),
         g, *g.stride(), dx, *dx.stride(),
         dinit if has_init else x, *_strides(dinit if has_init else None, 3),
         dw_part, db_part if db_part is not None else dw_part,
-        channels, L, pad_left, s_begin, n_c, n_chunks, tiles_per_prog,
+        channels, L, pad_left, geo.s_begin, geo.n_c, n_chunks, geo.tiles_per_prog,
         K=K, K_POW2=triton.next_power_of_2(K), HAS_BIAS=bias is not None,
         HAS_SEQ=seq_idx is not None, HAS_INIT=has_init,
-        BLOCK_C=block_c, BLOCK_T=block_t, num_warps=_NUM_WARPS)
+        BLOCK_C=geo.block_c, BLOCK_T=geo.block_t, num_warps=_NUM_WARPS)
     return dw_part, db_part
 
 
