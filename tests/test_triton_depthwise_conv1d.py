@@ -9,7 +9,12 @@ stays fast there. With a GPU they run compiled, on CUDA tensors, against the sam
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -346,3 +351,112 @@ def test_mismatched_devices():
                                    torch.zeros(2, 10, dtype=torch.int32, device="meta"))
     with pytest.raises(ValueError, match=r"dout must have x's shape \[2, 4, 10\] and device"):
         tconv.depthwise_conv1d_bwd(torch.zeros(2, 4, 10, device="meta"), x, _w(), None, 1, False)
+
+
+# --------------------------------------------------------------------------------------------
+# The GPU path without a GPU: the interpreter runs the kernels as Python, so code that only the
+# compiler rejects (or a launch whose arguments do not fit the signature) would pass above. The
+# launches the launchers really make are recorded here and compiled for an H100 (sm_90) with
+# Triton's bundled ptxas, in a subprocess: a process that imported triton for its interpreter
+# cannot compile (triton.language's own jit functions are interpreted there too).
+
+_COMPILE_SCRIPT = r"""
+import json, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from mvscan.triton_backend import depthwise_conv1d as m
+
+results = []
+for name, args, kwargs in json.load(sys.stdin):
+    kernel = getattr(m, name)
+    names = kernel.arg_names
+    unspecialized = {names[i] if isinstance(i, int) else i for i in kernel.do_not_specialize}
+    options = {"num_warps": kwargs.pop("num_warps")}
+    # As a launch: tensors are typed pointers; integers equal to 1 are specialized (what makes
+    # a unit stride known to the compiler), other integers i32.
+    signature, constexprs = {}, dict(kwargs)
+    for arg_name, (kind, value) in zip(names, args):
+        if kind == "tensor":
+            signature[arg_name] = "*" + value
+        elif value == 1 and arg_name not in unspecialized:
+            signature[arg_name], constexprs[arg_name] = "constexpr", 1
+        else:
+            signature[arg_name] = "i32"
+    signature.update({k: "constexpr" for k in kwargs})
+    if len(signature) != len(names) or list(signature) != names:
+        raise SystemExit(f"{name}: the launch's arguments do not fit the kernel's signature")
+    compiled = triton.compile(ASTSource(kernel, signature, constexprs),
+                              target=GPUTarget("cuda", 90, 32), options=options)
+    results.append({"cubin": len(compiled.asm["cubin"]), "ttgir": compiled.asm["ttgir"]})
+json.dump(results, sys.stdout)
+"""
+
+_TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
+                 torch.float64: "fp64", torch.int32: "i32"}
+
+
+def _recorded_launches(monkeypatch, case, pad_left, silu):
+    """[kernel name, arguments as (kind, dtype or value), constexpr kwargs] of every launch the
+    forward and the backward make on `case` (recorded, not run)."""
+    launches = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                spec = [("tensor", _TRITON_TYPES[a.dtype]) if isinstance(a, torch.Tensor)
+                        else ("int", int(a)) for a in args]
+                launches.append([self.name, spec, kwargs])
+            return launch
+
+    for name in ("_conv_pointwise_kernel", "_conv_bwd_kernel"):
+        monkeypatch.setattr(tconv, name, Recorder(name))
+    tconv.depthwise_conv1d_fwd(*fwd_args(case, pad_left, silu))
+    tconv.depthwise_conv1d_bwd(case["dout"], *fwd_args(case, pad_left, silu))
+    return launches
+
+
+def _tile_load_orders(ttgir, block_c, block_t, elem):
+    """The `order` of the layouts of a kernel's (block_c, block_t) loads of x: its first axis is
+    the one a thread's consecutive elements, then a warp's threads, walk."""
+    layouts = dict(re.findall(r"^(#blocked\d*) = #ttg.blocked<\{.*order = \[(\d, \d)\]\}>",
+                              ttgir, re.M))
+    loads = re.findall(rf"tt.load .*tensor<{block_c}x{block_t}x!tt.ptr<{elem}>, (#blocked\d*)>",
+                       ttgir)
+    assert loads, "no tile load found"
+    return {layouts[name] for name in loads}
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "slice"])
+def test_kernels_compile_for_sm90(monkeypatch, layout):
+    """Every kernel variant the launchers make here (bfloat16 x with float32 parameters; plain,
+    and with SiLU, sequence ids and states) compiles to an sm_90 cubin, and the forward's tile
+    loads are laid out along x's unit-stride axis: channels for the channels-fast view
+    (MambaVision's in_proj slice), steps for contiguous x."""
+    pytest.importorskip("triton.backends.nvidia")
+    plain = make_case(2, 48, 64, 4, torch.bfloat16, layout, param_dtype=torch.float32)[0]
+    full = make_case(2, 48, 64, 4, torch.bfloat16, layout, param_dtype=torch.float32, seq=True,
+                     init=True)[0]
+    launches = (_recorded_launches(monkeypatch, plain, 1, False)
+                + _recorded_launches(monkeypatch, full, 3, True))
+    assert [name for name, _, _ in launches] == [
+        "_conv_pointwise_kernel", "_conv_bwd_kernel",  # plain: forward; backward without SiLU
+        "_conv_pointwise_kernel", "_conv_pointwise_kernel", "_conv_bwd_kernel"]  # fwd, dpre, bwd
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], input=json.dumps(launches),
+                          capture_output=True, text=True, cwd=repo, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    assert len(results) == len(launches) and all(r["cubin"] > 0 for r in results)
+    for (name, _, kwargs), result in zip(launches, results):
+        # (With states the forward also loads them, in their own, step-fast, layout.)
+        if name == "_conv_pointwise_kernel" and not kwargs["GRAD"] and not kwargs["HAS_INIT"]:
+            orders = _tile_load_orders(result["ttgir"], kwargs["BLOCK_C"], kwargs["BLOCK_T"],
+                                       "bf16")
+            assert orders == ({"0, 1"} if layout == "slice" else {"1, 0"}), orders
