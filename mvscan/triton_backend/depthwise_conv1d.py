@@ -54,11 +54,13 @@ MAX_CONV_WIDTH = 32  # kMaxConvWidth in csrc/depthwise_conv1d/depthwise_conv1d.h
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # Elements of a forward tile: 16 a thread at 4 warps, enough independent loads per tap to cover
-# DRAM latency on an H100. The other kernels take fewer (_tile_elems), sized by compiling them for
-# sm_90 offline (ptxas -v, odd sizes): the backward's second kernel holds x, g and dx tiles and the
-# partial sums, 150-250 registers at 2048 elements, 80-130 at 1024; sequence ids or initial
-# states (id tiles, second loads, masks) took up to 255 and spilled, so they halve the tile again;
-# float64 (a testing dtype) halves it too, for the same bytes. None of them spills then.
+# DRAM latency on an H100. The other launches take fewer (_tile_elems), sized by compiling the
+# kernels for sm_90 offline (ptxas -v; C = 641, L = 197, K = 4 and 32): the backward's second
+# kernel holds x, g and dx tiles and the partial sums (150-250 registers at 2048 elements), so it
+# takes half; sequence ids or initial states (id tiles, second loads, masks: up to 255 registers
+# and spills) halve the tile again; float64 (a testing dtype) halves it too, for the same bytes.
+# That gives the forward 42-64 registers (up to 141 with ids and states), the backward 72-155,
+# and no spills (but 16 bytes in one variant).
 _TILE_ELEMS = 2048
 # 4 warps: with 2048-element tiles that is 16 elements a thread; more warps would halve the
 # per-thread work and the K-tap loads' reuse, fewer would leave too few warps per SM to hide
@@ -213,8 +215,8 @@ def _conv_bwd_kernel(
             dx += w[:, None] * g
             dw += tl.where(taps == k, tl.sum(g * xs, axis=1)[None, :], 0.0)
             if HAS_BIAS:
-                # Tap pad_left reads g[s] itself: each output step once, over the whole range.
-                db += tl.where(pad_left == k, tl.sum(g, axis=1), 0.0)
+                if k == pad_left:  # this tap reads g[s] itself: every output step, once
+                    db += tl.sum(g, axis=1)
         tl.store(DX + b * sdxb + c2 * sdxc + s2 * sdxt, dx.to(DX.dtype.element_ty),
                  mask=c_ok2 & (s2 >= 0) & (s2 < L))
         if HAS_INIT:
