@@ -68,9 +68,10 @@ def make_seq_idx(batch, L, device):
 
 
 def make_case(batch, channels, L, K, dtype, layout, bias=True, param_dtype=None, seq=False,
-              init=False, seed=0):
+              init=False, strided_params=False, seed=0):
     """The op's tensors on DEVICE and the same values, same layout, on the CPU: dict(x, weight,
-    bias, seq_idx, initial_states, dout) each."""
+    bias, seq_idx, initial_states, dout) each. strided_params: weight a (K, channels) tensor
+    transposed, bias every other element of a longer one."""
     cases = []
     for device in (DEVICE, torch.device("cpu")):
         g = torch.Generator().manual_seed(seed)
@@ -80,8 +81,12 @@ def make_case(batch, channels, L, K, dtype, layout, bias=True, param_dtype=None,
             return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(pdt)
 
         x = make_x(batch, channels, L, dtype, layout, g, device)
-        weight = rand(channels, K, scale=0.5).to(device)
-        b = rand(channels).to(device) if bias else None
+        if strided_params:
+            weight = rand(K, channels, scale=0.5).to(device).t()
+            b = rand(2 * channels).to(device)[::2] if bias else None
+        else:
+            weight = rand(channels, K, scale=0.5).to(device)
+            b = rand(channels).to(device) if bias else None
         h = (torch.randn(batch, channels, K - 1, generator=g, dtype=torch.float64)
              .to(dtype).to(device) if init else None)
         dout = torch.randn(batch, channels, L, generator=g, dtype=torch.float64).to(dtype)
@@ -149,7 +154,8 @@ def check_against_reference(got, ref, tol, what=""):
 
 # Every dtype and width, both paddings; in each, the three layouts, with silu and bias cycling
 # through their four combinations (offset by the width, so that each dtype sees every combination
-# in every layout), odd channel counts and lengths, and float32 parameters with 16-bit x.
+# in every layout), odd channel counts and lengths, float32 parameters with 16-bit x, and strided
+# weight and bias with the sliced x.
 GRID = ([(torch.float64, K, p) for K in (1, 2, 3, 4, 7) for p in ("same", "causal")]
         + [(torch.float32, K, p) for K in (1, 3, 4, 7) for p in ("same", "causal")]
         + [(torch.bfloat16, K, p) for K in (2, 3, 4) for p in ("same", "causal")]
@@ -167,7 +173,7 @@ def test_matches_cpu_kernel_and_reference(dtype, K, padding):
         channels, L = SIZES[(i + K) % len(SIZES)]
         param_dtype = torch.float32 if dtype.itemsize == 2 and i % 2 == 0 else None
         case = make_case(2, channels, L, K, dtype, layout, bias=bias, param_dtype=param_dtype,
-                         seed=K * 10 + i)
+                         strided_params=layout == "slice", seed=K * 10 + i)
         got, want = run_both(case, pad_left, silu)
         what = f"{layout} silu={silu} bias={bias} C={channels} L={L} params={param_dtype}"
         check_against_cpu_kernel(got, want, TOL[dtype], what)
@@ -240,6 +246,17 @@ def test_empty_length(bias, seq, init):
         assert dweight.shape == (5, 4) and not dweight.any()
         assert dbias.shape == ((5,) if bias else (0,)) and not dbias.any()
         assert dinit.shape == ((2, 5, 3) if init else (0,)) and not dinit.any()
+
+
+@pytest.mark.parametrize("batch,channels,L", [(0, 5, 7), (2, 0, 7), (2, 1, 7)])
+def test_degenerate_sizes(batch, channels, L):
+    """No batch, no channels, and one channel (stride 1 along channels, yet contiguous outputs:
+    the layout rule wants channels > 1), with states: the CPU kernel's outputs and layouts."""
+    case = make_case(batch, channels, L, 3, torch.float64, "channels_last", init=True)
+    got, want = run_both(case, 2, silu=True)
+    check_against_cpu_kernel(got, want, TOL[torch.float64], f"{batch}x{channels}x{L}")
+    if channels == 1:
+        assert got[0].is_contiguous() and case[0]["x"].stride(1) == 1
 
 
 def test_gradient_dtypes_of_parameters():
