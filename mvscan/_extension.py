@@ -70,3 +70,15 @@ def check_same_device(op: str, first: str, tensors: dict[str, torch.Tensor | Non
         if t is not None and t.device != device:
             raise ValueError(f"{op}: {name} is on {t.device} but {first} is on {device}; "
                              "all tensors must be on one device")
+
+
+def register_fake_and_autograd(namespace: str, op: str, fwd_fake, bwd_fake, backward_with,
+                               setup_context) -> None:
+    """Registers the fake kernels of <namespace>::<op>_fwd / _bwd and the forward's autograd,
+    whose backward (backward_with(bwd operator)) calls that namespace's _bwd: shared by the
+    compiled operators (torch.ops.mvscan) and the Triton ones (torch.ops.mvscan_triton)."""
+    torch.library.register_fake(f"{namespace}::{op}_fwd")(fwd_fake)
+    torch.library.register_fake(f"{namespace}::{op}_bwd")(bwd_fake)
+    bwd_op = getattr(getattr(torch.ops, namespace), f"{op}_bwd")
+    torch.library.register_autograd(f"{namespace}::{op}_fwd", backward_with(bwd_op),
+                                    setup_context=setup_context)

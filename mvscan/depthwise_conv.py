@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ._extension import EXTENSION_ERROR, acc_dtype, check_same_device
+from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device,
+                         register_fake_and_autograd)
 from .backend import ops_for
 from .reference import conv_pad_left, depthwise_conv1d_ref
 
@@ -58,13 +58,9 @@ def _backward_with(bwd_op):
 
 
 def register_python_parts(namespace: str) -> None:
-    """Registers the fake kernels and the autograd of <namespace>::depthwise_conv1d_fwd / _bwd
-    (the compiled operators' and the Triton ones')."""
-    torch.library.register_fake(f"{namespace}::depthwise_conv1d_fwd")(_depthwise_conv1d_fwd_fake)
-    torch.library.register_fake(f"{namespace}::depthwise_conv1d_bwd")(_depthwise_conv1d_bwd_fake)
-    bwd_op = getattr(torch.ops, namespace).depthwise_conv1d_bwd
-    torch.library.register_autograd(f"{namespace}::depthwise_conv1d_fwd", _backward_with(bwd_op),
-                                    setup_context=_setup_context)
+    """The fakes and autograd of <namespace>::depthwise_conv1d_fwd / _bwd."""
+    register_fake_and_autograd(namespace, "depthwise_conv1d", _depthwise_conv1d_fwd_fake,
+                               _depthwise_conv1d_bwd_fake, _backward_with, _setup_context)
 
 
 if EXTENSION_ERROR is None:

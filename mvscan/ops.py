@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ._extension import (EXTENSION_ERROR, STATE_CHUNK_LEN, acc_dtype, check_same_device,
-                         kernel_devices)
+                         kernel_devices, register_fake_and_autograd)
 from .backend import ops_for
 from .reference import selective_scan_ref
 
@@ -87,13 +87,9 @@ def _backward_with(bwd_op):
 
 
 def register_python_parts(namespace: str) -> None:
-    """Registers the fake kernels and the autograd of <namespace>::selective_scan_fwd / _bwd
-    (the compiled operators' and the Triton ones')."""
-    torch.library.register_fake(f"{namespace}::selective_scan_fwd")(_selective_scan_fwd_fake)
-    torch.library.register_fake(f"{namespace}::selective_scan_bwd")(_selective_scan_bwd_fake)
-    bwd_op = getattr(torch.ops, namespace).selective_scan_bwd
-    torch.library.register_autograd(f"{namespace}::selective_scan_fwd", _backward_with(bwd_op),
-                                    setup_context=_setup_context)
+    """The fakes and autograd of <namespace>::selective_scan_fwd / _bwd."""
+    register_fake_and_autograd(namespace, "selective_scan", _selective_scan_fwd_fake,
+                               _selective_scan_bwd_fake, _backward_with, _setup_context)
 
 
 if EXTENSION_ERROR is None:

@@ -108,6 +108,19 @@ def _tile_states(u_ptr, delta_ptr, bias_ptr, B_ptr, h_in, A3, b, g_B, d, d3, n3,
 
 
 @triton.jit
+def _program_rows(B_cpg, C_cpg, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_T: tl.constexpr):
+    """This program's batch row b, its channels d, the states n, a tile's steps tt (int64, so
+    that every offset is 64-bit), and the groups of B and of C its channels read."""
+    b = tl.program_id(1).to(tl.int64)
+    d0 = tl.program_id(0).to(tl.int64) * BLOCK_D
+    d = d0 + tl.arange(0, BLOCK_D).to(tl.int64)
+    n = tl.arange(0, BLOCK_N).to(tl.int64)
+    tt = tl.arange(0, BLOCK_T).to(tl.int64)
+    return b, d, n, tt, d0 // B_cpg, d0 // C_cpg
+
+
+@triton.jit
 def selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, out_ptr,
         states_ptr,
@@ -120,17 +133,11 @@ def selective_scan_fwd_kernel(
         C_CONST: tl.constexpr, CHUNK: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
     ACC: tl.constexpr = A_ptr.dtype.element_ty
-    b = tl.program_id(1).to(tl.int64)
-    d0 = tl.program_id(0).to(tl.int64) * BLOCK_D
-    d = d0 + tl.arange(0, BLOCK_D).to(tl.int64)
-    n = tl.arange(0, BLOCK_N).to(tl.int64)
-    tt = tl.arange(0, BLOCK_T).to(tl.int64)
+    b, d, n, tt, g_B, g_C = _program_rows(B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
     d3, n3, t3_rel = d[:, None, None], n[None, :, None], tt[None, None, :]
     dmask, nmask = d < dim, n < N
     dmask3, nmask3 = dmask[:, None, None], nmask[None, :, None]
     mask_dn = dmask[:, None] & nmask[None, :]
-    g_B = d0 // B_cpg
-    g_C = d0 // C_cpg
 
     A3 = tl.load(A_ptr + d[:, None] * sA_d + n[None, :] * sA_n, mask=mask_dn, other=0.0)[:, :, None]
     if HAS_D:
@@ -186,17 +193,11 @@ def selective_scan_bwd_kernel(
     atomically into accumulation-dtype buffers; per batch row partials (batch, dim, N) of dA and
     of a constant dB / dC, (batch, dim) of dD and ddelta_bias; dh0 (batch, dim, N) when HAS_H0."""
     ACC: tl.constexpr = A_ptr.dtype.element_ty
-    b = tl.program_id(1).to(tl.int64)
-    d0 = tl.program_id(0).to(tl.int64) * BLOCK_D
-    d = d0 + tl.arange(0, BLOCK_D).to(tl.int64)
-    n = tl.arange(0, BLOCK_N).to(tl.int64)
-    tt = tl.arange(0, BLOCK_T).to(tl.int64)
+    b, d, n, tt, g_B, g_C = _program_rows(B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
     d3, n3, t3_rel = d[:, None, None], n[None, :, None], tt[None, None, :]
     dmask, nmask = d < dim, n < N
     dmask3, nmask3 = dmask[:, None, None], nmask[None, :, None]
     mask_dn = dmask[:, None] & nmask[None, :]
-    g_B = d0 // B_cpg
-    g_C = d0 // C_cpg
 
     A2 = tl.load(A_ptr + d[:, None] * sA_d + n[None, :] * sA_n, mask=mask_dn, other=0.0)
     A3 = A2[:, :, None]
