@@ -238,45 +238,92 @@ def test_scan_under_torch_compile():
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
 
 
-SCAN_INPUT_POINTERS = ("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "dout_ptr",
-                       "du_ptr", "ddelta_ptr", "dz_ptr")
-SPILL_CASES = [(backward, N, dtype) for backward in (False, True) for N in (1, 16, 256)
-               for dtype in (torch.bfloat16, torch.float64)]
+# (N, dtype, B kind, C kind, layout): the LM row's and MambaVision's shapes of the state, every B/C
+# kind, every dtype, and the channels-fast layout mamba_inner_fn hands the scan.
+COMPILE_CASES = [
+    (16, torch.bfloat16, "variable", "variable", "contiguous"),
+    (8, torch.bfloat16, "variable", "variable", "channels_fast"),
+    (16, torch.float32, "constant", "grouped", "contiguous"),
+    (1, torch.float16, "grouped", "constant", "channels_fast"),
+    (256, torch.bfloat16, "variable", "variable", "contiguous"),
+    (256, torch.float64, "constant", "variable", "contiguous"),
+]
 
 
-def _scan_spec(backward: bool, N: int, dtype: torch.dtype) -> dict:
-    """The kernel the launcher runs at N (dim 4096, variable B and C, every option on)."""
-    from mvscan.triton_backend import selective_scan as launchers
-    from mvscan.triton_backend.selective_scan_checks import BCLayout
-
-    variable = BCLayout(False, (1, 1, 1, 1), 1, 4096)
-    tiles = launchers.choose_tiles(4096, N, variable, variable, backward=backward,
-                                   wide_acc=dtype == torch.float64)
-    flags = dict(SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_BIAS=True, HAS_H0=True,
-                 B_CONST=False, C_CONST=False, CHUNK=mvscan.STATE_CHUNK_LEN,
-                 BLOCK_D=tiles.block_d, BLOCK_N=tiles.block_n, BLOCK_T=tiles.block_t)
-    if backward:
-        flags["HAS_DSTATES"] = True
-    return dict(kernel="mvscan.triton_backend.selective_scan_kernels:selective_scan_"
-                + ("bwd" if backward else "fwd") + "_kernel",
-                pointer_types={p: "*" + triton_resources.TRITON_TYPES[dtype]
-                               for p in SCAN_INPUT_POINTERS},
-                default_pointer="*fp64" if dtype == torch.float64 else "*fp32",
-                constexprs=flags, num_warps=launchers.NUM_WARPS)
-
-
-@pytest.fixture(scope="module")
-def scan_resources():
-    specs = [_scan_spec(*case) for case in SPILL_CASES]
-    return dict(zip(SPILL_CASES, triton_resources.resources(specs)))
+def _channels_fast(t):
+    return t.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
 @needs_triton
 @pytest.mark.skipif(triton_resources.cuobjdump_path() is None, reason="Triton ships no cuobjdump")
-@pytest.mark.parametrize("case", SPILL_CASES,
-                         ids=[f"{'bwd' if b else 'fwd'}-N{n}-{str(d)[6:]}" for b, n, d in SPILL_CASES])
-def test_scan_kernels_do_not_spill(scan_resources, case):
-    """The tiles the launchers choose fit in an H100's registers with every option on (compiled
-    for sm_90 here, without a GPU): no stack, no local memory."""
-    regs, stack = scan_resources[case]
-    assert stack == 0, f"{_scan_spec(*case)['constexprs']}: {regs} registers, {stack} B of stack"
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=lambda c: f"N{c[0]}-{str(c[1])[6:]}-{c[2]}-"
+                         f"{c[3]}-{c[4]}")
+def test_scan_kernels_compile_for_sm90_without_spilling(monkeypatch, case):
+    """The launches the launchers make (every option on: D, z, delta_bias, softplus, h0,
+    dstates), compiled for an H100 here without a GPU: they compile (code the interpreter runs
+    may still be rejected by the compiler) and keep every value in registers (no stack)."""
+    from mvscan.triton_backend import selective_scan as launchers
+
+    N, dtype, B_kind, C_kind, layout = case
+    inputs = make_inputs(Case(batch=2, dim=64, L=130, N=N, B_kind=B_kind, C_kind=C_kind,
+                              dtype=dtype, initial_state=True))
+    if layout == "channels_fast":
+        inputs = {k: (_channels_fast(v) if v is not None and v.dim() >= 3 else v)
+                  for k, v in inputs.items()}
+    args = [inputs[k] for k in ARGS]
+
+    def run():
+        out, states = launchers.selective_scan_fwd(*args, True, inputs["initial_state"])
+        launchers.selective_scan_bwd(torch.zeros_like(out), torch.zeros_like(states), *args,
+                                     states, True, inputs["initial_state"])
+
+    launches = triton_resources.record_launches(
+        monkeypatch, launchers, ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel"), run)
+    assert [name for name, _, _ in launches] == ["selective_scan_fwd_kernel",
+                                                 "selective_scan_bwd_kernel"]
+    results = triton_resources.compile_launches("mvscan.triton_backend.selective_scan_kernels",
+                                                launches)
+    for (name, _, kwargs), result in zip(launches, results):
+        assert result["stack"] == 0, (name, kwargs, result["regs"], result["stack"])
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 64), (1, 256, 8), (16, 1, 64)])
+@needs_triton
+def test_reverse_associative_scan(shape):
+    """tl.associative_scan(reverse=True) with the kernels' combine, at their tile shapes and
+    warps: the backward's reverse scan relies on it calling combine(later, earlier) (a Triton
+    issue reports wrong reverse scans on some GPU layouts). On the GPU this checks the compiled
+    scan; in the interpreter, the test itself."""
+    from mvscan.triton_backend.selective_scan import NUM_WARPS
+    from mvscan.triton_backend.selective_scan_kernels import reverse_scan_probe_kernel
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(shape, generator=g).to(DEVICE)
+    v = torch.randn(shape, generator=g).to(DEVICE)
+    out = torch.empty_like(v)
+    reverse_scan_probe_kernel[(1,)](m, v, out, *shape, num_warps=NUM_WARPS)
+    want = torch.empty_like(v)
+    acc = torch.zeros(shape[:2], device=DEVICE)
+    for t in reversed(range(shape[2])):
+        acc = m[..., t] * acc + v[..., t]
+        want[..., t] = acc
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_deterministic_algorithms_alert():
+    """The Triton scan's atomic dB / dC on a GPU: an error under
+    torch.use_deterministic_algorithms(True), a warning with warn_only."""
+    from mvscan.triton_backend.outputs import alert_not_deterministic
+
+    alert_not_deterministic("x")  # not enabled: nothing
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.use_deterministic_algorithms(True)
+        with pytest.raises(RuntimeError, match="x is not deterministic"):
+            alert_not_deterministic("x")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with pytest.warns(UserWarning, match="x is not deterministic"):
+            alert_not_deterministic("x")
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])

@@ -9,12 +9,8 @@ stays fast there. With a GPU they run compiled, on CUDA tensors, against the sam
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +21,7 @@ if not torch.cuda.is_available():
 triton = pytest.importorskip("triton")
 
 import mvscan  # noqa: E402  (loads torch.ops.mvscan)
+import triton_resources  # noqa: E402
 from helpers import rel_err  # noqa: E402
 from mvscan.reference import causal_conv1d_ref, depthwise_conv1d_ref  # noqa: E402
 from mvscan.triton_backend import depthwise_conv1d as tconv  # noqa: E402
@@ -377,64 +374,13 @@ def test_mismatched_devices():
 # Triton's bundled ptxas, in a subprocess: a process that imported triton for its interpreter
 # cannot compile (triton.language's own jit functions are interpreted there too).
 
-_COMPILE_SCRIPT = r"""
-import json, os, sys
-os.environ.pop("TRITON_INTERPRET", None)
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from mvscan.triton_backend import depthwise_conv1d as m
-
-results = []
-for name, args, kwargs in json.load(sys.stdin):
-    kernel = getattr(m, name)
-    names = kernel.arg_names
-    unspecialized = {names[i] if isinstance(i, int) else i for i in kernel.do_not_specialize}
-    options = {"num_warps": kwargs.pop("num_warps")}
-    # As a launch: tensors are typed pointers; integers equal to 1 are specialized (what makes
-    # a unit stride known to the compiler), other integers i32.
-    signature, constexprs = {}, dict(kwargs)
-    for arg_name, (kind, value) in zip(names, args):
-        if kind == "tensor":
-            signature[arg_name] = "*" + value
-        elif value == 1 and arg_name not in unspecialized:
-            signature[arg_name], constexprs[arg_name] = "constexpr", 1
-        else:
-            signature[arg_name] = "i32"
-    signature.update({k: "constexpr" for k in kwargs})
-    if len(signature) != len(names) or list(signature) != names:
-        raise SystemExit(f"{name}: the launch's arguments do not fit the kernel's signature")
-    compiled = triton.compile(ASTSource(kernel, signature, constexprs),
-                              target=GPUTarget("cuda", 90, 32), options=options)
-    results.append({"cubin": len(compiled.asm["cubin"]), "ttgir": compiled.asm["ttgir"]})
-json.dump(results, sys.stdout)
-"""
-
-_TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16",
-                 torch.float64: "fp64", torch.int32: "i32"}
-
-
 def _recorded_launches(monkeypatch, case, pad_left, silu):
-    """[kernel name, arguments as (kind, dtype or value), constexpr kwargs] of every launch the
-    forward and the backward make on `case` (recorded, not run)."""
-    launches = []
-
-    class Recorder:
-        def __init__(self, name):
-            self.name = name
-
-        def __getitem__(self, grid):
-            def launch(*args, **kwargs):
-                spec = [("tensor", _TRITON_TYPES[a.dtype]) if isinstance(a, torch.Tensor)
-                        else ("int", int(a)) for a in args]
-                launches.append([self.name, spec, kwargs])
-            return launch
-
-    for name in ("_conv_pointwise_kernel", "_conv_bwd_kernel"):
-        monkeypatch.setattr(tconv, name, Recorder(name))
-    tconv.depthwise_conv1d_fwd(*fwd_args(case, pad_left, silu))
-    tconv.depthwise_conv1d_bwd(case["dout"], *fwd_args(case, pad_left, silu))
-    return launches
+    """Every launch the forward and the backward make on `case` (recorded, not run)."""
+    def run():
+        tconv.depthwise_conv1d_fwd(*fwd_args(case, pad_left, silu))
+        tconv.depthwise_conv1d_bwd(case["dout"], *fwd_args(case, pad_left, silu))
+    return triton_resources.record_launches(
+        monkeypatch, tconv, ("_conv_pointwise_kernel", "_conv_bwd_kernel"), run)
 
 
 def _tile_load_orders(ttgir, block_c, block_t, elem):
@@ -463,14 +409,10 @@ def test_kernels_compile_for_sm90(monkeypatch, layout):
     assert [name for name, _, _ in launches] == [
         "_conv_pointwise_kernel", "_conv_bwd_kernel",  # plain: forward; backward without SiLU
         "_conv_pointwise_kernel", "_conv_pointwise_kernel", "_conv_bwd_kernel"]  # fwd, dpre, bwd
-    repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], input=json.dumps(launches),
-                          capture_output=True, text=True, cwd=repo, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout)
-    assert len(results) == len(launches) and all(r["cubin"] > 0 for r in results)
+    results = triton_resources.compile_launches("mvscan.triton_backend.depthwise_conv1d", launches)
+    assert len(results) == len(launches)
+    for (_, _, kwargs), result in zip(launches, results):
+        assert result["stack"] == 0, (kwargs, result["regs"], result["stack"])
     for (name, _, kwargs), result in zip(launches, results):
         # (With states the forward also loads them, in their own, step-fast, layout.)
         if name == "_conv_pointwise_kernel" and not kwargs["GRAD"] and not kwargs["HAS_INIT"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import torch
 
@@ -36,3 +37,16 @@ def on_device(device: torch.device):
     if device.type == "cuda":
         return torch.cuda.device(device)
     return contextlib.nullcontext()
+
+
+def alert_not_deterministic(what: str) -> None:
+    """What PyTorch's own nondeterministic kernels do under torch.use_deterministic_algorithms:
+    raise (or warn, with warn_only=True) naming the operation."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    message = (f"{what} is not deterministic, but torch.use_deterministic_algorithms(True) is "
+               "set: use the compiled CUDA kernels (a build with nvcc), or constant B and C")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)

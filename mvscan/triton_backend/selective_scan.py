@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from .._extension import STATE_CHUNK_LEN, acc_dtype
-from .outputs import n_state_chunks, new_output, next_power_of_2, on_device
+from .outputs import (alert_not_deterministic, n_state_chunks, new_output, next_power_of_2,
+                      on_device)
 from .selective_scan_checks import BCLayout, check_scan_args, check_scan_bwd_args
 from .selective_scan_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 
@@ -18,10 +19,11 @@ NUM_WARPS = 8
 # Tile sizes, chosen so that no kernel spills registers on sm_90 (compiled for it without a GPU
 # and read back with cuobjdump: tests/test_triton_backend.py::test_kernels_do_not_spill). The
 # forward keeps 2048 elements of [BLOCK_D, BLOCK_N, BLOCK_T] (8 a thread for each tile it holds);
-# the backward holds about twice as many tiles, and the element count that fits depends on N:
-# (BLOCK_T, largest BLOCK_D) by BLOCK_N. float64 halves either.
+# the backward holds about three times as many, and the element count that fits (with a margin:
+# its registers are near the 255 cap) depends on N: (BLOCK_T, largest BLOCK_D) by BLOCK_N.
+# float64 halves either.
 FWD_TILE_ELEMENTS = 2048
-BWD_TILES = {1: (64, 16), 2: (64, 8), 4: (64, 4), 8: (64, 4), 16: (64, 2), 32: (32, 2),
+BWD_TILES = {1: (64, 4), 2: (64, 2), 4: (64, 1), 8: (64, 2), 16: (64, 1), 32: (32, 1),
              64: (32, 1), 128: (16, 1), 256: (8, 1)}
 
 
@@ -86,14 +88,14 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
                          wide_acc=u.dtype == torch.float64, block_t=block_t)
     out = new_output((batch, dim, L), u.dtype, u.device)
     states = new_output((batch, dim, n_state_chunks(L), N), acc_dtype(u.dtype), u.device)
-    grid = (triton_cdiv(dim, tiles.block_d), batch)
+    grid = (triton_cdiv(dim, tiles.block_d) * batch,)
     if batch * dim == 0:
         return out, states
     with on_device(u.device):
         selective_scan_fwd_kernel[grid](
             u, delta, A, B, C, _or(D, A), _or(z, u), _or(delta_bias, A), _or(initial_state, A),
             out, states,
-            dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
+            batch, dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
             C_layout.channels_per_group,
             *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides, *C_layout.strides,
             _vector_stride(D), _vector_stride(delta_bias), *_seq_strides(z), *out.stride(),
@@ -120,6 +122,10 @@ def selective_scan_bwd(dout: Tensor, dstates: Tensor | None, u: Tensor, delta: T
     check_scan_bwd_args(u, N, dout, dstates, states)
     if dstates is not None:
         dstates = dstates.contiguous()
+    if u.is_cuda and not (B_layout.const and C_layout.const):
+        alert_not_deterministic(
+            "mvscan's Triton selective_scan backward with a variable B or C (their gradients are "
+            "sums over channel blocks added with atomics)")
     tiles = choose_tiles(dim, N, B_layout, C_layout, backward=True,
                          wide_acc=u.dtype == torch.float64, block_t=block_t)
     acc = acc_dtype(u.dtype)
@@ -143,13 +149,13 @@ def selective_scan_bwd(dout: Tensor, dstates: Tensor | None, u: Tensor, delta: T
         _or(dB, dA_part), _or(dC, dA_part), dA_part, _or(dB_part, dA_part),
         _or(dC_part, dA_part), _or(dD_part, dA_part), _or(dbias_part, dA_part),
         dh0 if initial_state is not None else dA_part)
-    sizes = (dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
+    sizes = (batch, dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
              C_layout.channels_per_group)
     strides = (*dout.stride(), *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides,
                *C_layout.strides, _vector_stride(D), _vector_stride(delta_bias),
                *_seq_strides(z), *_h0_strides(initial_state), *_bc_grad_strides(dB, B_layout),
                *_bc_grad_strides(dC, C_layout))
-    grid = (triton_cdiv(dim, tiles.block_d), batch)
+    grid = (triton_cdiv(dim, tiles.block_d) * batch,)
     if batch * dim > 0:  # else every output is empty, and a sum over no rows is 0
         with on_device(dev):
             selective_scan_bwd_kernel[grid](

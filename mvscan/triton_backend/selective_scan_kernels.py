@@ -71,10 +71,13 @@ def _load_bc(ptr, b, g, d3, n3, t3, dmask3, nmask3, L, s_b, s_g, s_n, s_t,
              CONST: tl.constexpr, ACC: tl.constexpr):
     """B or C on a tile: [BLOCK_D, BLOCK_N, 1] rows of a constant (dim, N) matrix, or the
     [1, BLOCK_N, BLOCK_T] slice of group g (every channel of the block is in group g)."""
+    # One return: Triton type-checks every return of a function, constexpr branches included.
     if CONST:
-        return tl.load(ptr + d3 * s_g + n3 * s_n, mask=dmask3 & nmask3, other=0.0).to(ACC)
-    return tl.load(ptr + b * s_b + g * s_g + n3 * s_n + t3 * s_t,
-                   mask=nmask3 & (t3 < L), other=0.0).to(ACC)
+        values = tl.load(ptr + d3 * s_g + n3 * s_n, mask=dmask3 & nmask3, other=0.0).to(ACC)
+    else:
+        values = tl.load(ptr + b * s_b + g * s_g + n3 * s_n + t3 * s_t,
+                         mask=nmask3 & (t3 < L), other=0.0).to(ACC)
+    return values
 
 
 @triton.jit
@@ -108,12 +111,16 @@ def _tile_states(u_ptr, delta_ptr, bias_ptr, B_ptr, h_in, A3, b, g_B, d, d3, n3,
 
 
 @triton.jit
-def _program_rows(B_cpg, C_cpg, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+def _program_rows(batch, B_cpg, C_cpg, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_T: tl.constexpr):
     """This program's batch row b, its channels d, the states n, a tile's steps tt (int64, so
-    that every offset is 64-bit), and the groups of B and of C its channels read."""
-    b = tl.program_id(1).to(tl.int64)
-    d0 = tl.program_id(0).to(tl.int64) * BLOCK_D
+    that every offset is 64-bit), and the groups of B and of C its channels read. The grid is
+    1-d (a second axis would cap the batch at 65535), batch rows fastest: the programs running
+    together work on different rows, so the backward's atomic adds into a row's dB / dC do not
+    pile up on the same addresses."""
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid % batch
+    d0 = (pid // batch) * BLOCK_D
     d = d0 + tl.arange(0, BLOCK_D).to(tl.int64)
     n = tl.arange(0, BLOCK_N).to(tl.int64)
     tt = tl.arange(0, BLOCK_T).to(tl.int64)
@@ -124,7 +131,7 @@ def _program_rows(B_cpg, C_cpg, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 def selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, out_ptr,
         states_ptr,
-        dim, L, N, n_chunks, B_cpg, C_cpg,
+        batch, dim, L, N, n_chunks, B_cpg, C_cpg,
         su_b, su_d, su_t, sdt_b, sdt_d, sdt_t, sA_d, sA_n,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
         sD, sbias, sz_b, sz_d, sz_t, so_b, so_d, so_t, sh0_b, sh0_d, sh0_n,
@@ -133,7 +140,7 @@ def selective_scan_fwd_kernel(
         C_CONST: tl.constexpr, CHUNK: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
     ACC: tl.constexpr = A_ptr.dtype.element_ty
-    b, d, n, tt, g_B, g_C = _program_rows(B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
+    b, d, n, tt, g_B, g_C = _program_rows(batch, B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
     d3, n3, t3_rel = d[:, None, None], n[None, :, None], tt[None, None, :]
     dmask, nmask = d < dim, n < N
     dmask3, nmask3 = dmask[:, None, None], nmask[None, :, None]
@@ -180,7 +187,7 @@ def selective_scan_bwd_kernel(
         h0_ptr, states_ptr,
         du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_part_ptr, dB_part_ptr, dC_part_ptr,
         dD_part_ptr, dbias_part_ptr, dh0_ptr,
-        dim, L, N, n_chunks, B_cpg, C_cpg,
+        batch, dim, L, N, n_chunks, B_cpg, C_cpg,
         sdo_b, sdo_d, sdo_t, su_b, su_d, su_t, sdt_b, sdt_d, sdt_t, sA_d, sA_n,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t,
         sD, sbias, sz_b, sz_d, sz_t, sh0_b, sh0_d, sh0_n,
@@ -193,7 +200,7 @@ def selective_scan_bwd_kernel(
     atomically into accumulation-dtype buffers; per batch row partials (batch, dim, N) of dA and
     of a constant dB / dC, (batch, dim) of dD and ddelta_bias; dh0 (batch, dim, N) when HAS_H0."""
     ACC: tl.constexpr = A_ptr.dtype.element_ty
-    b, d, n, tt, g_B, g_C = _program_rows(B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
+    b, d, n, tt, g_B, g_C = _program_rows(batch, B_cpg, C_cpg, BLOCK_D, BLOCK_N, BLOCK_T)
     d3, n3, t3_rel = d[:, None, None], n[None, :, None], tt[None, None, :]
     dmask, nmask = d < dim, n < N
     dmask3, nmask3 = dmask[:, None, None], nmask[None, :, None]
@@ -323,3 +330,15 @@ def selective_scan_bwd_kernel(
         tl.store(dbias_part_ptr + b * dim + d, dbias_acc, mask=dmask)
     if HAS_H0:
         tl.store(dh0_ptr + row_dn, g, mask=mask_dn)
+
+
+@triton.jit
+def reverse_scan_probe_kernel(m_ptr, v_ptr, out_ptr, BLOCK_D: tl.constexpr,
+                              BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    """out[t] = m[t] * out[t + 1] + v[t] along the last axis of one contiguous tile, as the
+    backward's reverse scan computes it (tests/test_triton_backend.py checks it on the GPU)."""
+    offs = (tl.arange(0, BLOCK_D)[:, None, None] * BLOCK_N * BLOCK_T
+            + tl.arange(0, BLOCK_N)[None, :, None] * BLOCK_T + tl.arange(0, BLOCK_T)[None, None, :])
+    _m, out = tl.associative_scan((tl.load(m_ptr + offs), tl.load(v_ptr + offs)), 2,
+                                  _linear_combine, reverse=True)
+    tl.store(out_ptr + offs, out)
