@@ -59,49 +59,56 @@ if [ "$stage" = slow ]; then
 fi
 
 if want sanitizer; then
-echo "== compute-sanitizer (memcheck, racecheck, initcheck) on small CUDA fwd+bwd: scan and conv; decode steps"
+echo "== compute-sanitizer (memcheck, racecheck, initcheck) on small CUDA fwd+bwd: scan and conv (compiled and Triton); decode steps"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, mvscan
-# Depthwise conv on channels-contiguous input, fused SiLU.
-x = torch.randn(2, 37, 70, device="cuda").transpose(1, 2).contiguous().transpose(1, 2)
-x.requires_grad_(True)
-w = torch.randn(70, 3, device="cuda", requires_grad=True)
-b = torch.randn(70, device="cuda", requires_grad=True)
-y = mvscan.depthwise_conv1d(x.transpose(1, 2), w, b, "same", "silu")
-y.square().sum().backward()
-# causal_conv1d_fn with initial states and final states, then with packed sequences (padding
-# included), in both layouts; an empty chunk.
-for xc in (x.transpose(1, 2), torch.randn(2, 37, 70, device="cuda").transpose(1, 2)):
-    xc.requires_grad_(True)
-    h0 = torch.randn(2, 70, 2, device="cuda", requires_grad=True)
-    y, fs = mvscan.causal_conv1d_fn(xc, w, b, initial_states=h0, return_final_states=True,
-                                    activation="silu")
-    (y.square().sum() + fs.sum()).backward()
-    seq = torch.tensor([[0] * 10 + [1] * 27, [0] * 30 + [-1] * 7], dtype=torch.int32,
-                       device="cuda")
-    mvscan.causal_conv1d_fn(xc, w, b, seq_idx=seq, initial_states=h0,
-                            activation="silu").square().sum().backward()
-y, fs = mvscan.causal_conv1d_fn(x.transpose(1, 2)[..., :0], w, b, initial_states=h0,
-                                return_final_states=True)
-fs.sum().backward()
-# Selective scan: two chunks plus a tail, a partial last block, every option, each B/C kind,
-# and N > 64 (one row per block).
-for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3, 16, 150)),
-                            (100, (3, 100, 150), (3, 2, 100, 150))]:
-    dim = 20
-    u = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
-    delta = (torch.rand(3, dim, 150, device="cuda") * 0.5).requires_grad_(True)
-    A = (-torch.rand(dim, N, device="cuda") - 0.1).requires_grad_(True)
-    B = torch.randn(*B_shape, device="cuda", requires_grad=True)
-    C = torch.randn(*C_shape, device="cuda", requires_grad=True)
-    D = torch.randn(dim, device="cuda", requires_grad=True)
-    z = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
-    bias = torch.randn(dim, device="cuda", requires_grad=True)
-    h0 = torch.randn(3, dim, N, device="cuda", requires_grad=True)
-    for initial_state in (None, h0):
-        out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True,
-                                          initial_state=initial_state)
-        (out.square().sum() + last.sum()).backward()
+def scan_and_conv():
+    # Depthwise conv on channels-contiguous input, fused SiLU.
+    x = torch.randn(2, 37, 70, device="cuda").transpose(1, 2).contiguous().transpose(1, 2)
+    x.requires_grad_(True)
+    w = torch.randn(70, 3, device="cuda", requires_grad=True)
+    b = torch.randn(70, device="cuda", requires_grad=True)
+    y = mvscan.depthwise_conv1d(x.transpose(1, 2), w, b, "same", "silu")
+    y.square().sum().backward()
+    # causal_conv1d_fn with initial states and final states, then with packed sequences (padding
+    # included), in both layouts; an empty chunk.
+    for xc in (x.transpose(1, 2), torch.randn(2, 37, 70, device="cuda").transpose(1, 2)):
+        xc.requires_grad_(True)
+        h0 = torch.randn(2, 70, 2, device="cuda", requires_grad=True)
+        y, fs = mvscan.causal_conv1d_fn(xc, w, b, initial_states=h0, return_final_states=True,
+                                        activation="silu")
+        (y.square().sum() + fs.sum()).backward()
+        seq = torch.tensor([[0] * 10 + [1] * 27, [0] * 30 + [-1] * 7], dtype=torch.int32,
+                           device="cuda")
+        mvscan.causal_conv1d_fn(xc, w, b, seq_idx=seq, initial_states=h0,
+                                activation="silu").square().sum().backward()
+    y, fs = mvscan.causal_conv1d_fn(x.transpose(1, 2)[..., :0], w, b, initial_states=h0,
+                                    return_final_states=True)
+    fs.sum().backward()
+    # Selective scan: two chunks plus a tail, a partial last block, every option, each B/C kind,
+    # and N > 64 (one row per block).
+    for N, B_shape, C_shape in [(8, (3, 2, 8, 150), (3, 8, 150)), (16, (20, 16), (3, 16, 150)),
+                                (100, (3, 100, 150), (3, 2, 100, 150))]:
+        dim = 20
+        u = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
+        delta = (torch.rand(3, dim, 150, device="cuda") * 0.5).requires_grad_(True)
+        A = (-torch.rand(dim, N, device="cuda") - 0.1).requires_grad_(True)
+        B = torch.randn(*B_shape, device="cuda", requires_grad=True)
+        C = torch.randn(*C_shape, device="cuda", requires_grad=True)
+        D = torch.randn(dim, device="cuda", requires_grad=True)
+        z = torch.randn(3, dim, 150, device="cuda", requires_grad=True)
+        bias = torch.randn(dim, device="cuda", requires_grad=True)
+        h0 = torch.randn(3, dim, N, device="cuda", requires_grad=True)
+        for initial_state in (None, h0):
+            out, last = mvscan.selective_scan(u, delta, A, B, C, D, z, bias, True, True,
+                                              initial_state=initial_state)
+            (out.square().sum() + last.sum()).backward()
+
+
+# The compiled kernels, then the Triton ones (mvscan/triton_backend).
+for backend in (None, "triton"):
+    with mvscan.use_backend(backend):
+        scan_and_conv()
 # Decode steps: Mamba-2's stride-0 views, a partial last block, state rows picked with a padding
 # row; the conv update on a circular state, several steps.
 state = torch.randn(5, 3, 20, 40, device="cuda")
