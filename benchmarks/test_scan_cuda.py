@@ -1,8 +1,9 @@
 """CUDA selective scan: mvscan's kernels vs the pure-PyTorch reference, mamba_ssm's
-selective_scan_fn (when importable) and mvscan's own Triton kernels, forward and forward+backward, at MambaVision-T's shapes
-(batch 128) and a Mamba language-model row (batch 8, dim 1536, L 2048, N 16). Reports the
-median time, the ratios, and the bandwidth achieved against the bytes the op must move.
-Skipped without a GPU: `pytest benchmarks/test_scan_cuda.py --benchmark-only`."""
+selective_scan_fn (when importable) and mvscan's own Triton kernels, forward and forward+backward,
+at MambaVision-T's shapes (batch 128; contiguous inputs, and in bf16 also in the layout
+MambaVision's mixer passes them) and a Mamba language-model row (batch 8, dim 1536, L 2048,
+N 16). Reports the median time, the ratios, and the bandwidth achieved against the bytes the op
+must move. Skipped without a GPU: `pytest benchmarks/test_scan_cuda.py --benchmark-only`."""
 
 from __future__ import annotations
 
@@ -49,20 +50,39 @@ def bytes_moved(batch: int, dim: int, L: int, N: int, itemsize: int, backward: b
     return moved * itemsize
 
 
+def as_mambavision_lays_them_out(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same values in the layout MambaVision's mixer hands the scan (mambavision/blocks.py):
+    u and delta channels-fast ((batch, L, dim) storage transposed), B and C (batch, N, L) views
+    of one (batch, L, 2N) projection (stride 1 along N)."""
+    out = dict(inputs)
+    for k in ("u", "delta"):
+        out[k] = inputs[k].transpose(1, 2).contiguous().transpose(1, 2)
+    bc = torch.cat([inputs["B"], inputs["C"]], dim=1).transpose(1, 2).contiguous()
+    N = inputs["B"].shape[1]
+    out["B"], out["C"] = bc[..., :N].transpose(1, 2), bc[..., N:].transpose(1, 2)
+    return out
+
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("pass_name", list(PASSES))
+@pytest.mark.parametrize("layout", ["contiguous", "mambavision"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32],
                          ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
-def test_scan_cuda(benchmark, record_ratio, shape, dtype, pass_name, backend):
+def test_scan_cuda(benchmark, record_ratio, shape, dtype, layout, pass_name, backend):
     scan = BACKENDS[backend]
     if scan is None:
         pytest.skip(f"{backend} is not importable")
     name, batch, dim, L, N = shape
-    group = f"scan cuda {str(dtype)[6:]} {pass_name} {batch}x{dim}x{L} N{N}"
+    if layout == "mambavision" and (not name.startswith("mambavision") or dtype != torch.bfloat16):
+        pytest.skip("MambaVision's layout: at its shapes, in bf16")
+    group = f"scan cuda {str(dtype)[6:]} {pass_name} {batch}x{dim}x{L} N{N} {layout}"
     benchmark.group = group
-    benchmark.extra_info.update(batch=batch, dim=dim, L=L, N=N, device=torch.cuda.get_device_name())
+    benchmark.extra_info.update(batch=batch, dim=dim, L=L, N=N, layout=layout,
+                                device=torch.cuda.get_device_name())
     inputs = make_scan_inputs(batch, dim, L, N, dtype=dtype, device="cuda")
+    if layout == "mambavision":
+        inputs = as_mambavision_lays_them_out(inputs)
     run = synced(PASSES[pass_name](scan, inputs), "cuda")
     if backend == "reference":  # a Python loop over L: a few rounds are enough
         benchmark.pedantic(run, rounds=3, warmup_rounds=1)

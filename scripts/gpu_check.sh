@@ -158,6 +158,9 @@ PY
 echo "== python -m mvscan.benchmark at the GPU shapes (batch 128, bf16)"
 "$PY" -m mvscan.benchmark --device cuda --dtype bf16 --batch-size 128 --repeats 50 \
   2>&1 | tee "$OUT/mvscan_benchmark.txt" || status=1
+echo "== MambaVision-T inference on the Triton kernels (MVSCAN_BACKEND=triton; batch 256, fp16)"
+MVSCAN_BACKEND=triton "$PY" -m mambavision benchmark --device cuda --dtype fp16 --batch-size 256 \
+  --channels-last --repeats 20 2>&1 | tee "$OUT/mambavision_triton.txt" || status=1
 fi
 
 if want costmodel; then
