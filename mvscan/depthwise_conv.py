@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ._extension import (EXTENSION_ERROR, acc_dtype, check_same_device,
@@ -14,19 +15,20 @@ PADDINGS = ("same", "causal")
 ACTIVATIONS = (None, "silu")
 
 
-def _empty_like_conv_input(x: Tensor) -> Tensor:
-    """Mirrors empty_like_conv_input in csrc/depthwise_conv1d_params.cpp: channels-last when x
-    is channels-fast (stride 1 along channels: dense channels-last or a view of a wider
-    projection), contiguous otherwise."""
+def empty_like_conv_input(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Mirrors empty_like_conv_input in csrc/depthwise_conv1d_params.cpp, in `dtype` (x's by
+    default): channels-last when x is channels-fast (stride 1 along channels: dense channels-last
+    or a view of a wider projection), contiguous otherwise."""
     batch, channels, length = x.shape
+    dtype = x.dtype if dtype is None else dtype
     if channels > 1 and x.stride(1) == 1:
-        return x.new_empty((batch, length, channels)).transpose(1, 2)
-    return x.new_empty((batch, channels, length))
+        return x.new_empty((batch, length, channels), dtype=dtype).transpose(1, 2)
+    return x.new_empty((batch, channels, length), dtype=dtype)
 
 
 def _depthwise_conv1d_fwd_fake(x, weight, bias, pad_left, silu, seq_idx=None,
                                initial_states=None):
-    return _empty_like_conv_input(x)
+    return empty_like_conv_input(x)
 
 
 def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu, seq_idx=None,
@@ -35,7 +37,7 @@ def _depthwise_conv1d_bwd_fake(dout, x, weight, bias, pad_left, silu, seq_idx=No
              else x.new_empty((0,), dtype=acc_dtype(x.dtype)))
     dinit = (x.new_empty(initial_states.shape) if initial_states is not None
              else x.new_empty((0,)))
-    return _empty_like_conv_input(x), weight.new_empty(weight.shape), dbias, dinit
+    return empty_like_conv_input(x), weight.new_empty(weight.shape), dbias, dinit
 
 
 def _setup_context(ctx, inputs, output):

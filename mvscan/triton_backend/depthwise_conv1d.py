@@ -38,7 +38,6 @@ right.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 from typing import NamedTuple
 
@@ -47,11 +46,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._extension import INPUT_DTYPES, acc_dtype
+from ..depthwise_conv import empty_like_conv_input
+from .outputs import on_device, strides_or_zeros
+
 _OP = "mvscan.depthwise_conv1d: "  # kOp in csrc/depthwise_conv1d/depthwise_conv1d_params.cpp
 MAX_CONV_WIDTH = 32  # kMaxConvWidth in csrc/depthwise_conv1d/depthwise_conv1d.h
-# The input dtypes of csrc/common/dtypes.def, in its order (mvscan.INPUT_DTYPES when the
-# extension is built; this module must work without it).
-INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # Elements of a forward tile: 16 a thread at 4 warps, enough independent loads per tap to cover
 # DRAM latency on an H100. The other launches take fewer (_tile_elems), sized by compiling the
@@ -368,23 +368,8 @@ def _check_inputs(x, weight, bias, pad_left, seq_idx, initial_states) -> tuple[i
 # Launchers
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _channels_fast(x: Tensor) -> bool:
     return x.shape[1] > 1 and x.stride(1) == 1
-
-
-def _empty_like_conv_input(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """empty_like_conv_input (csrc/depthwise_conv1d/depthwise_conv1d_params.cpp) in `dtype`
-    (x's by default): channels-last storage when x has stride 1 along channels, else
-    contiguous."""
-    batch, channels, length = x.shape
-    dtype = x.dtype if dtype is None else dtype
-    if _channels_fast(x):
-        return x.new_empty((batch, length, channels), dtype=dtype).transpose(1, 2)
-    return x.new_empty((batch, channels, length), dtype=dtype)
 
 
 def _tile_shape(channels: int, steps: int, channels_fast: bool, elems: int) -> tuple[int, int]:
@@ -412,15 +397,6 @@ def _tile_elems(x: Tensor, backward: bool, heavy: bool) -> int:
     return _TILE_ELEMS >> (int(backward) + int(heavy) + int(x.dtype == torch.float64))
 
 
-def _strides(t: Tensor | None, ndim: int) -> tuple[int, ...]:
-    return tuple(t.stride()) if t is not None else (0,) * ndim
-
-
-def _device_of(x: Tensor):
-    """Triton launches on the current CUDA device: make it x's."""
-    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
-
-
 def _launch_pointwise(x, weight, bias, pad_left, silu, seq_idx, initial_states, dout, out):
     """out = act(pre) (dout None) or dout * act'(pre) (GRAD) over x's tiles."""
     batch, channels, L = x.shape
@@ -432,10 +408,10 @@ def _launch_pointwise(x, weight, bias, pad_left, silu, seq_idx, initial_states, 
     # the kernel's signature, hence its compiled variants, does not depend on it.
     _conv_pointwise_kernel[(batch * n_c * n_t,)](
         x, *x.stride(), weight, *weight.stride(),
-        bias if bias is not None else x, *_strides(bias, 1),
-        initial_states if initial_states is not None else x, *_strides(initial_states, 3),
-        seq_idx if seq_idx is not None else x, *_strides(seq_idx, 2),
-        dout if dout is not None else x, *_strides(dout, 3),
+        bias if bias is not None else x, *strides_or_zeros(bias, 1),
+        initial_states if initial_states is not None else x, *strides_or_zeros(initial_states, 3),
+        seq_idx if seq_idx is not None else x, *strides_or_zeros(seq_idx, 2),
+        dout if dout is not None else x, *strides_or_zeros(dout, 3),
         out, *out.stride(),
         channels, L, pad_left, n_c, n_t,
         K=K, SILU=silu, GRAD=dout is not None, HAS_BIAS=bias is not None,
@@ -478,15 +454,15 @@ def _launch_bwd(x, weight, bias, pad_left, seq_idx, initial_states, g, dx, dinit
     has_init = initial_states is not None
     geo = _bwd_geometry(x, K, seq_idx is not None, has_init)
     n_chunks = geo.n_chunks
-    acc = _acc_dtype(x.dtype)
+    acc = acc_dtype(x.dtype)
     dw_part = x.new_empty((batch * n_chunks, K, channels), dtype=acc)
     db_part = x.new_empty((batch * n_chunks, channels), dtype=acc) if bias is not None else None
     _conv_bwd_kernel[(batch * geo.n_c * n_chunks,)](
         x, *x.stride(), weight, *weight.stride(),
-        initial_states if has_init else x, *_strides(initial_states, 3),
-        seq_idx if seq_idx is not None else x, *_strides(seq_idx, 2),
+        initial_states if has_init else x, *strides_or_zeros(initial_states, 3),
+        seq_idx if seq_idx is not None else x, *strides_or_zeros(seq_idx, 2),
         g, *g.stride(), dx, *dx.stride(),
-        dinit if has_init else x, *_strides(dinit if has_init else None, 3),
+        dinit if has_init else x, *strides_or_zeros(dinit if has_init else None, 3),
         dw_part, db_part if db_part is not None else dw_part,
         channels, L, pad_left, geo.s_begin, geo.n_c, n_chunks, geo.tiles_per_prog,
         K=K, K_POW2=triton.next_power_of_2(K), HAS_BIAS=bias is not None,
@@ -502,10 +478,10 @@ def depthwise_conv1d_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, pad_lef
     dtype, channels-contiguous when x is (stride 1 along channels), else contiguous."""
     _, pad_left = _check_inputs(x, weight, bias, pad_left, seq_idx, initial_states)
     _check_runnable(x)
-    out = _empty_like_conv_input(x)
+    out = empty_like_conv_input(x)
     if out.numel() == 0:
         return out
-    with _device_of(x):
+    with on_device(x.device):
         _launch_pointwise(x, weight, bias, pad_left, bool(silu), seq_idx, initial_states,
                           None, out)
     return out
@@ -523,8 +499,8 @@ def depthwise_conv1d_bwd(dout: Tensor, x: Tensor, weight: Tensor, bias: Tensor |
     _check_dout(dout, x)
     _check_runnable(x)
     batch, channels, L = x.shape
-    acc = _acc_dtype(x.dtype)
-    dx = _empty_like_conv_input(x)
+    acc = acc_dtype(x.dtype)
+    dx = empty_like_conv_input(x)
     has_init = initial_states is not None
     dinit = (x.new_empty(initial_states.shape) if has_init else x.new_empty((0,)))
     if x.numel() == 0:  # no step reads a weight, a bias or a state: their gradients are 0
@@ -532,9 +508,9 @@ def depthwise_conv1d_bwd(dout: Tensor, x: Tensor, weight: Tensor, bias: Tensor |
         dbias = (torch.zeros(bias.shape, dtype=bias.dtype, device=x.device)
                  if bias is not None else x.new_empty((0,), dtype=acc))
         return dx, dweight, dbias, dinit.zero_()
-    with _device_of(x):
+    with on_device(x.device):
         if silu:
-            g = _empty_like_conv_input(x, acc)
+            g = empty_like_conv_input(x, acc)
             _launch_pointwise(x, weight, bias, pad_left, True, seq_idx, initial_states, dout, g)
         else:
             g = dout

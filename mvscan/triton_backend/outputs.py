@@ -27,6 +27,11 @@ def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+def strides_or_zeros(t: torch.Tensor | None, ndim: int) -> tuple[int, ...]:
+    """t's strides, or zeros for an absent optional tensor (its kernel flag is off)."""
+    return tuple(t.stride()) if t is not None else (0,) * ndim
+
+
 def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._extension import STATE_CHUNK_LEN, acc_dtype
 from .outputs import (alert_not_deterministic, n_state_chunks, new_output, next_power_of_2,
-                      on_device)
+                      on_device, strides_or_zeros)
 from .selective_scan_checks import BCLayout, check_scan_args, check_scan_bwd_args
 from .selective_scan_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 
@@ -63,16 +63,8 @@ def choose_tiles(dim: int, N: int, B: BCLayout, C: BCLayout, *, backward: bool,
     return Tiles(block_d, block_n, block_t)
 
 
-def _seq_strides(t: Tensor | None) -> tuple[int, int, int]:
-    return tuple(t.stride()) if t is not None else (0, 0, 0)
-
-
 def _vector_stride(t: Tensor | None) -> int:
     return t.stride(0) if t is not None else 0
-
-
-def _h0_strides(t: Tensor | None) -> tuple[int, int, int]:
-    return tuple(t.stride()) if t is not None else (0, 0, 0)
 
 
 def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -98,8 +90,8 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
             batch, dim, L, N, n_state_chunks(L), B_layout.channels_per_group,
             C_layout.channels_per_group,
             *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides, *C_layout.strides,
-            _vector_stride(D), _vector_stride(delta_bias), *_seq_strides(z), *out.stride(),
-            *_h0_strides(initial_state),
+            _vector_stride(D), _vector_stride(delta_bias), *strides_or_zeros(z, 3), *out.stride(),
+            *strides_or_zeros(initial_state, 3),
             SOFTPLUS=bool(delta_softplus), HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, HAS_H0=initial_state is not None,
             B_CONST=B_layout.const, C_CONST=C_layout.const, CHUNK=STATE_CHUNK_LEN,
@@ -153,8 +145,8 @@ def selective_scan_bwd(dout: Tensor, dstates: Tensor | None, u: Tensor, delta: T
              C_layout.channels_per_group)
     strides = (*dout.stride(), *u.stride(), *delta.stride(), *A.stride(), *B_layout.strides,
                *C_layout.strides, _vector_stride(D), _vector_stride(delta_bias),
-               *_seq_strides(z), *_h0_strides(initial_state), *_bc_grad_strides(dB, B_layout),
-               *_bc_grad_strides(dC, C_layout))
+               *strides_or_zeros(z, 3), *strides_or_zeros(initial_state, 3),
+               *_bc_grad_strides(dB, B_layout), *_bc_grad_strides(dC, C_layout))
     grid = (triton_cdiv(dim, tiles.block_d) * batch,)
     if batch * dim > 0:  # else every output is empty, and a sum over no rows is 0
         with on_device(dev):
